@@ -1,0 +1,37 @@
+// ManagementBackend: what the REST endpoint (and so appliancectl) can ask of a node.
+//
+// The REST server maps HTTP requests onto these calls and their absl::Status codes
+// onto HTTP statuses:
+//   kInvalidArgument -> 400, kUnauthenticated -> 401, kNotFound -> 404,
+//   kAlreadyExists / kFailedPrecondition -> 409, kUnavailable -> 503, else 500.
+// The daemon implements it (appliance/daemon); tests use a fake.
+#ifndef APPLIANCE_MGMT_BACKEND_H_
+#define APPLIANCE_MGMT_BACKEND_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "appliance/mgmt/api.pb.h"
+
+namespace appliance::mgmt {
+
+class ManagementBackend {
+ public:
+  virtual ~ManagementBackend() = default;
+
+  virtual absl::StatusOr<NodeInfo> GetNode() = 0;
+  virtual absl::StatusOr<LunList> ListLuns() = 0;
+  virtual absl::StatusOr<config::LunDefinition> GetLun(uint64_t id) = 0;
+  // Validates request fully before changing anything: a rejected request leaves
+  // no trace (no record, no backing file).
+  virtual absl::StatusOr<config::LunDefinition> CreateLun(
+      const CreateLunRequest& request) = 0;
+  // Removes the LUN's record and its backing file.
+  virtual absl::Status DeleteLun(uint64_t id) = 0;
+};
+
+}  // namespace appliance::mgmt
+
+#endif  // APPLIANCE_MGMT_BACKEND_H_
