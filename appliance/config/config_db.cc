@@ -1,0 +1,129 @@
+#include "appliance/config/config_db.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+
+namespace appliance::config {
+namespace {
+
+constexpr char kLunPrefix[] = "lun/";
+constexpr char kNodeSettingsKey[] = "node/settings";
+
+std::string LunKey(uint64_t id) { return absl::StrFormat("lun/%020u", id); }
+
+absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsNotFound()) return absl::NotFoundError(what);
+  if (s.IsIOError()) {
+    return absl::UnavailableError(absl::StrCat(what, ": ", s.ToString()));
+  }
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  }
+  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+rocksdb::WriteOptions SyncedWrite() {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return options;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ConfigDb>> ConfigDb::Open(const std::string& path) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.keep_log_file_num = 4;
+  options.max_open_files = 64;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path, &raw);
+  if (!s.ok()) {
+    return FromRocks(s, absl::StrCat("open configuration database ", path));
+  }
+  return std::unique_ptr<ConfigDb>(new ConfigDb(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+ConfigDb::ConfigDb(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+
+ConfigDb::~ConfigDb() {
+  if (db_ != nullptr) db_->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<std::optional<std::string>> ConfigDb::Get(
+    const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), key, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, absl::StrCat("read ", key));
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::Status ConfigDb::Put(const std::string& key, const std::string& value) {
+  return FromRocks(db_->Put(SyncedWrite(), key, value), absl::StrCat("write ", key));
+}
+
+absl::StatusOr<std::vector<LunDefinition>> ConfigDb::ListLuns() const {
+  std::vector<LunDefinition> luns;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kLunPrefix); it->Valid() && it->key().starts_with(kLunPrefix);
+       it->Next()) {
+    LunDefinition lun;
+    if (!lun.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("configuration record ", it->key().ToString(),
+                       " does not parse"));
+    }
+    luns.push_back(std::move(lun));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "list LUNs");
+  return luns;
+}
+
+absl::StatusOr<LunDefinition> ConfigDb::GetLun(uint64_t id) const {
+  absl::StatusOr<std::optional<std::string>> value = Get(LunKey(id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) {
+    return absl::NotFoundError(absl::StrCat("LUN ", id, " does not exist"));
+  }
+  LunDefinition lun;
+  if (!lun.ParseFromString(**value)) {
+    return absl::DataLossError(absl::StrCat("LUN ", id, " record does not parse"));
+  }
+  return lun;
+}
+
+absl::Status ConfigDb::PutLun(const LunDefinition& lun) {
+  return Put(LunKey(lun.id()), lun.SerializeAsString());
+}
+
+absl::Status ConfigDb::DeleteLun(uint64_t id) {
+  absl::StatusOr<std::optional<std::string>> value = Get(LunKey(id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) {
+    return absl::NotFoundError(absl::StrCat("LUN ", id, " does not exist"));
+  }
+  return FromRocks(db_->Delete(SyncedWrite(), LunKey(id)),
+                   absl::StrCat("delete LUN ", id));
+}
+
+absl::StatusOr<std::optional<NodeSettings>> ConfigDb::GetNodeSettings() const {
+  absl::StatusOr<std::optional<std::string>> value = Get(kNodeSettingsKey);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::optional<NodeSettings>();
+  NodeSettings settings;
+  if (!settings.ParseFromString(**value)) {
+    return absl::DataLossError("node settings record does not parse");
+  }
+  return std::optional<NodeSettings>(std::move(settings));
+}
+
+absl::Status ConfigDb::PutNodeSettings(const NodeSettings& settings) {
+  return Put(kNodeSettingsKey, settings.SerializeAsString());
+}
+
+}  // namespace appliance::config

@@ -1,0 +1,59 @@
+// ConfigDb: the node's configuration database (RocksDB).
+//
+// Holds the records that must survive a restart: LUN definitions and node
+// settings. Every write is synced before it returns, so a record acknowledged to
+// an administrator is on disk. Records are protobuf messages under typed keys
+// ("lun/<20-digit id>", "node/settings"). Thread-safe.
+#ifndef APPLIANCE_CONFIG_CONFIG_DB_H_
+#define APPLIANCE_CONFIG_CONFIG_DB_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "appliance/config/config.pb.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace appliance::config {
+
+class ConfigDb {
+ public:
+  // Opens (creating when absent) the database in directory path.
+  static absl::StatusOr<std::unique_ptr<ConfigDb>> Open(const std::string& path);
+  ~ConfigDb();
+
+  ConfigDb(const ConfigDb&) = delete;
+  ConfigDb& operator=(const ConfigDb&) = delete;
+
+  // LUNs ordered by id.
+  absl::StatusOr<std::vector<LunDefinition>> ListLuns() const;
+  // kNotFound when no LUN has this id.
+  absl::StatusOr<LunDefinition> GetLun(uint64_t id) const;
+  // Inserts or replaces the LUN with lun.id().
+  absl::Status PutLun(const LunDefinition& lun);
+  // kNotFound when no LUN has this id.
+  absl::Status DeleteLun(uint64_t id);
+
+  // Empty until first stored.
+  absl::StatusOr<std::optional<NodeSettings>> GetNodeSettings() const;
+  absl::Status PutNodeSettings(const NodeSettings& settings);
+
+ private:
+  explicit ConfigDb(std::unique_ptr<rocksdb::DB> db);
+
+  absl::StatusOr<std::optional<std::string>> Get(const std::string& key) const;
+  absl::Status Put(const std::string& key, const std::string& value);
+
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace appliance::config
+
+#endif  // APPLIANCE_CONFIG_CONFIG_DB_H_

@@ -1,0 +1,101 @@
+#include "appliance/config/config_db.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace appliance::config {
+namespace {
+
+std::string FreshDir(const std::string& name) {
+  std::string dir = std::string(getenv("TEST_TMPDIR")) + "/" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+LunDefinition Lun(uint64_t id, const std::string& name) {
+  LunDefinition lun;
+  lun.set_id(id);
+  lun.set_name(name);
+  lun.set_size_bytes(1 << 20);
+  lun.set_block_size(512);
+  lun.set_owner_node("node-a");
+  return lun;
+}
+
+TEST(ConfigDbTest, LunsSurviveReopen) {
+  std::string dir = FreshDir("reopen");
+  {
+    auto db = ConfigDb::Open(dir);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->PutLun(Lun(7, "seven")).ok());
+    ASSERT_TRUE((*db)->PutLun(Lun(2, "two")).ok());
+    ASSERT_TRUE((*db)->PutLun(Lun(100, "hundred")).ok());
+    NodeSettings settings;
+    settings.set_node_name("node-a");
+    settings.set_config_generation(5);
+    ASSERT_TRUE((*db)->PutNodeSettings(settings).ok());
+  }
+  auto db = ConfigDb::Open(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto luns = (*db)->ListLuns();
+  ASSERT_TRUE(luns.ok());
+  ASSERT_EQ(luns->size(), 3u);
+  // Ordered by id, numerically (not lexically: 100 after 7).
+  EXPECT_EQ((*luns)[0].id(), 2u);
+  EXPECT_EQ((*luns)[1].id(), 7u);
+  EXPECT_EQ((*luns)[2].id(), 100u);
+  auto seven = (*db)->GetLun(7);
+  ASSERT_TRUE(seven.ok());
+  EXPECT_EQ(seven->name(), "seven");
+  auto settings = (*db)->GetNodeSettings();
+  ASSERT_TRUE(settings.ok());
+  ASSERT_TRUE(settings->has_value());
+  EXPECT_EQ((*settings)->config_generation(), 5u);
+}
+
+TEST(ConfigDbTest, MissingRecords) {
+  auto db = ConfigDb::Open(FreshDir("missing"));
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ((*db)->GetLun(3).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*db)->DeleteLun(3).code(), absl::StatusCode::kNotFound);
+  auto settings = (*db)->GetNodeSettings();
+  ASSERT_TRUE(settings.ok());
+  EXPECT_FALSE(settings->has_value());
+  auto luns = (*db)->ListLuns();
+  ASSERT_TRUE(luns.ok());
+  EXPECT_TRUE(luns->empty());
+}
+
+TEST(ConfigDbTest, DeleteIsPersistent) {
+  std::string dir = FreshDir("delete");
+  {
+    auto db = ConfigDb::Open(dir);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->PutLun(Lun(1, "one")).ok());
+    ASSERT_TRUE((*db)->PutLun(Lun(2, "two")).ok());
+    ASSERT_TRUE((*db)->DeleteLun(1).ok());
+  }
+  auto db = ConfigDb::Open(dir);
+  ASSERT_TRUE(db.ok());
+  auto luns = (*db)->ListLuns();
+  ASSERT_TRUE(luns.ok());
+  ASSERT_EQ(luns->size(), 1u);
+  EXPECT_EQ((*luns)[0].id(), 2u);
+}
+
+TEST(ConfigDbTest, SecondOpenOfSameDirIsRefused) {
+  std::string dir = FreshDir("locked");
+  auto first = ConfigDb::Open(dir);
+  ASSERT_TRUE(first.ok());
+  auto second = ConfigDb::Open(dir);
+  EXPECT_FALSE(second.ok());
+}
+
+TEST(ConfigDbTest, UnwritableDirectoryIsAnError) {
+  auto db = ConfigDb::Open("/proc/no-such-dir/db");
+  EXPECT_FALSE(db.ok());
+}
+
+}  // namespace
+}  // namespace appliance::config
