@@ -1,0 +1,71 @@
+// ThreadPoolFileIo: FileIo on a bounded pool of threads doing blocking syscalls.
+//
+// The portable engine: used where io_uring is unavailable (old kernels, sandboxes
+// whose seccomp policy forbids io_uring_setup) or when chosen explicitly. Each
+// operation is queued and a worker runs the blocking syscall, then the completion.
+// The queue is bounded: submitters from outside the pool block while it is full;
+// submissions made from a worker (inside a completion) are never blocked, so a
+// completion that resubmits cannot deadlock the pool.
+#ifndef APPLIANCE_STORAGE_THREAD_POOL_FILE_IO_H_
+#define APPLIANCE_STORAGE_THREAD_POOL_FILE_IO_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "appliance/storage/file_io.h"
+
+namespace appliance::storage {
+
+class ThreadPoolFileIo : public FileIo {
+ public:
+  struct Options {
+    // Worker threads (>= 1). Each runs one blocking syscall at a time.
+    uint32_t num_threads = 4;
+    // Operations queued but not yet picked up by a worker before submitters
+    // from outside the pool block (>= 1).
+    uint32_t max_queued = 256;
+  };
+
+  // Fails with kInvalidArgument on a zero field.
+  static absl::StatusOr<std::unique_ptr<ThreadPoolFileIo>> Create(
+      const Options& options);
+
+  // Waits for queued and running operations, then joins the workers.
+  ~ThreadPoolFileIo() override;
+
+  absl::string_view name() const override { return "thread_pool"; }
+  void PRead(int fd, absl::Span<uint8_t> buf, uint64_t offset,
+             Completion done) override;
+  void PWrite(int fd, absl::Span<const uint8_t> data, uint64_t offset,
+              Completion done) override;
+  void FDataSync(int fd, Completion done) override;
+  void Post(Completion done) override;
+  int PunchHole(int fd, uint64_t offset, uint64_t length) override;
+  int64_t SeekData(int fd, uint64_t offset) override;
+  int64_t SeekHole(int fd, uint64_t offset) override;
+
+ private:
+  using Work = absl::AnyInvocable<void() &&>;
+
+  explicit ThreadPoolFileIo(const Options& options);
+  void Enqueue(Work work);
+  void WorkerLoop();
+  bool OnWorkerThread() const;
+
+  const Options options_;
+  absl::Mutex mu_;
+  std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace appliance::storage
+
+#endif  // APPLIANCE_STORAGE_THREAD_POOL_FILE_IO_H_
