@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<UringFileIo>> UringFileIo::Create(
   io_uring_free_probe(probe);
   io->ring_ready_ = true;
   io->reaper_ = std::thread([raw = io.get()] { raw->ReaperLoop(); });
+  io->submitter_ = std::thread([raw = io.get()] { raw->SubmitterLoop(); });
   return io;
 }
 
@@ -73,14 +74,11 @@ UringFileIo::~UringFileIo() {
       return in_flight_ == 0;
     };
     mu_.Await(absl::Condition(&idle));
-    // Nothing is in flight, so nothing can submit any more: wake the reaper
-    // with a no-op tagged 0 and let it exit.
-    io_uring_sqe* sqe;
-    while ((sqe = io_uring_get_sqe(&ring_)) == nullptr) SubmitLocked();
-    io_uring_prep_nop(sqe);
-    io_uring_sqe_set_data(sqe, nullptr);
-    SubmitLocked();
+    // Nothing is in flight, so nothing can submit any more. The submitter
+    // wakes the reaper with a no-op tagged 0 on its way out.
+    stopping_ = true;
   }
+  submitter_.join();
   reaper_.join();
   io_uring_queue_exit(&ring_);
 }
@@ -106,18 +104,58 @@ void UringFileIo::Submit(absl::FunctionRef<void(io_uring_sqe*)> prep,
                          Completion done) {
   auto* op = new UringOp{std::move(done)};
   absl::MutexLock lock(&mu_);
-  if (!OnReaperThread()) {
+  const bool on_reaper = OnReaperThread();
+  if (!on_reaper) {
     auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return in_flight_ < options_.queue_depth;
     };
     mu_.Await(absl::Condition(&has_room));
   }
   io_uring_sqe* sqe;
-  while ((sqe = io_uring_get_sqe(&ring_)) == nullptr) SubmitLocked();
+  while ((sqe = io_uring_get_sqe(&ring_)) == nullptr) {
+    if (on_reaper) {
+      SubmitLocked();
+    } else {
+      // Cannot happen below the in-flight bound (the ring has at least
+      // queue_depth entries), but wait for the submitter rather than enter
+      // the kernel from this thread.
+      unsubmitted_ = true;
+      auto has_space = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return io_uring_sq_space_left(&ring_) > 0;
+      };
+      mu_.Await(absl::Condition(&has_space));
+    }
+  }
   prep(sqe);
   io_uring_sqe_set_data(sqe, op);
   ++in_flight_;
-  SubmitLocked();
+  if (on_reaper) {
+    SubmitLocked();
+  } else {
+    unsubmitted_ = true;  // wakes the submitter
+  }
+}
+
+void UringFileIo::SubmitterLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return unsubmitted_ || stopping_;
+    };
+    mu_.Await(absl::Condition(&work));
+    if (unsubmitted_) {
+      unsubmitted_ = false;
+      SubmitLocked();  // every entry queued since the last round
+    }
+    if (stopping_) {
+      io_uring_sqe* sqe;
+      while ((sqe = io_uring_get_sqe(&ring_)) == nullptr) SubmitLocked();
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data(sqe, nullptr);  // tells the reaper to exit
+      SubmitLocked();
+      return;
+    }
+  }
 }
 
 void UringFileIo::ReaperLoop() {
@@ -132,7 +170,7 @@ void UringFileIo::ReaperLoop() {
     auto* op = static_cast<UringOp*>(io_uring_cqe_get_data(cqe));
     const int64_t result = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
-    if (op == nullptr) return;  // the destructor's wake-up
+    if (op == nullptr) return;  // the submitter's stop signal
     std::move(op->done)(result);
     delete op;
     // Counted until the callback has run, so the destructor also waits for

@@ -1,7 +1,14 @@
 // UringFileIo: FileIo on Linux io_uring (liburing).
 //
 // The preferred engine: one ring per instance, submissions serialized by a mutex,
-// and one reaper thread that waits for completions and runs the callbacks. The
+// and one reaper thread that waits for completions and runs the callbacks.
+//
+// Callers fill submission entries under the mutex, but only the engine's own
+// long-lived threads enter the kernel (io_uring_enter): a submitter thread for
+// entries queued by other threads, the reaper for entries queued by callbacks.
+// The kernel ties each request to the thread that submitted it and cancels it
+// (-ECANCELED) when that thread exits, so submitting from a caller's short-lived
+// thread (an iSCSI connection that closes) would lose writes. The
 // number of operations in flight (submitted and not yet completed, including
 // completions still running) is bounded by Options::queue_depth for submitters
 // outside the reaper; they block at the bound. Submissions made by a callback (on
@@ -61,6 +68,7 @@ class UringFileIo : public FileIo {
   void Submit(absl::FunctionRef<void(io_uring_sqe*)> prep, Completion done);
   void SubmitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReaperLoop();
+  void SubmitterLoop();
   bool OnReaperThread() const;
 
   const Options options_;
@@ -68,7 +76,11 @@ class UringFileIo : public FileIo {
   bool ring_ready_ = false;  // ring_ set up and reaper_ running
   absl::Mutex mu_;
   uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Entries are waiting in the submission ring for the submitter.
+  bool unsubmitted_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reaper_;
+  std::thread submitter_;
 };
 
 }  // namespace appliance::storage

@@ -1,0 +1,253 @@
+// Tests of the FileIo engines (io_uring and thread pool) and the engine factory.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
+#include "appliance/storage/file_io.h"
+#include "appliance/storage/file_io_factory.h"
+#include "appliance/storage/thread_pool_file_io.h"
+#include "gtest/gtest.h"
+#include "tests/storage/storage_test_util.h"
+
+namespace appliance::storage {
+namespace {
+
+using ::appliance::storage::testing::MakeEngineOrNull;
+using ::appliance::storage::testing::NewTempPath;
+using ::appliance::storage::testing::Pattern;
+using ::appliance::storage::testing::ResultWaiter;
+
+class FileIoTest : public ::testing::TestWithParam<IoEngine> {
+ protected:
+  void SetUp() override {
+    io_ = MakeEngineOrNull(GetParam(), /*queue_depth=*/4);
+    if (io_ == nullptr) GTEST_SKIP() << "engine not available here";
+    path_ = NewTempPath("file");
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT_GE(fd_, 0) << std::strerror(errno);
+    ASSERT_EQ(::ftruncate(fd_, 8 << 20), 0);
+  }
+  void TearDown() override {
+    io_.reset();
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  std::unique_ptr<FileIo> io_;
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_P(FileIoTest, WriteSyncReadRoundTrip) {
+  const std::vector<uint8_t> data = Pattern(8192, 1);
+  ResultWaiter wrote;
+  io_->PWrite(fd_, absl::MakeConstSpan(data), 4096, wrote.Completion());
+  EXPECT_EQ(wrote.Wait(), 8192);
+  ResultWaiter synced;
+  io_->FDataSync(fd_, synced.Completion());
+  EXPECT_EQ(synced.Wait(), 0);
+  std::vector<uint8_t> back(8192);
+  ResultWaiter read;
+  io_->PRead(fd_, absl::MakeSpan(back), 4096, read.Completion());
+  EXPECT_EQ(read.Wait(), 8192);
+  EXPECT_EQ(back, data);
+}
+
+TEST_P(FileIoTest, ReadAtEndOfFileIsShort) {
+  std::vector<uint8_t> buf(8192);
+  ResultWaiter read;
+  io_->PRead(fd_, absl::MakeSpan(buf), (8 << 20) - 100, read.Completion());
+  EXPECT_EQ(read.Wait(), 100);
+}
+
+TEST_P(FileIoTest, ErrorsAreNegativeErrno) {
+  std::vector<uint8_t> buf(512);
+  ResultWaiter read;
+  io_->PRead(-1, absl::MakeSpan(buf), 0, read.Completion());
+  EXPECT_EQ(read.Wait(), -EBADF);
+  ResultWaiter sync;
+  io_->FDataSync(-1, sync.Completion());
+  EXPECT_EQ(sync.Wait(), -EBADF);
+  EXPECT_EQ(io_->PunchHole(-1, 0, 4096), -EBADF);
+  EXPECT_EQ(io_->SeekData(-1, 0), -EBADF);
+}
+
+TEST_P(FileIoTest, CompletionsRunOnAnIoThreadNotTheCaller) {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  absl::Notification done;
+  io_->Post([&](int64_t result) {
+    EXPECT_EQ(result, 0);
+    ran_on = std::this_thread::get_id();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_NE(ran_on, caller);
+}
+
+// A completion that submits again must not deadlock at the in-flight bound
+// (queue depth 4 here), even while other threads keep the engine full.
+TEST_P(FileIoTest, ResubmittingFromCompletionsDoesNotDeadlock) {
+  constexpr int kChains = 16;
+  constexpr int kLinks = 50;
+  absl::BlockingCounter chains_done(kChains);
+  std::vector<std::vector<uint8_t>> bufs(kChains, std::vector<uint8_t>(512));
+  struct Chain {
+    FileIo* io;
+    int fd;
+    uint8_t* buf;
+    int left;
+    absl::BlockingCounter* done;
+    void Next() {
+      io->PRead(fd, absl::MakeSpan(buf, 512), 0, [this](int64_t r) {
+        EXPECT_EQ(r, 512);
+        if (--left == 0) {
+          done->DecrementCount();
+        } else {
+          Next();
+        }
+      });
+    }
+  };
+  std::vector<Chain> chains;
+  chains.reserve(kChains);
+  for (int i = 0; i < kChains; ++i) {
+    chains.push_back(Chain{io_.get(), fd_, bufs[i].data(), kLinks, &chains_done});
+  }
+  std::vector<std::thread> starters;
+  for (int i = 0; i < kChains; ++i) {
+    starters.emplace_back([&chains, i] { chains[i].Next(); });
+  }
+  for (std::thread& t : starters) t.join();
+  chains_done.Wait();
+}
+
+// Regression: io_uring cancels a request (-ECANCELED) when the thread that
+// entered the kernel for it exits first. Threads that submit and exit at once
+// (like an iSCSI connection closing) must not lose their writes.
+TEST_P(FileIoTest, OperationsOutliveTheThreadThatSubmittedThem) {
+  constexpr int kThreads = 8;
+  constexpr int kWritesPerThread = 32;
+  constexpr size_t kSize = 16 * 1024;
+  const std::vector<uint8_t> data = Pattern(kSize, 3);
+  std::atomic<int> full{0};
+  std::atomic<int> first_bad{1};
+  absl::BlockingCounter pending(kThreads * kWritesPerThread);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int w = 0; w < kWritesPerThread; ++w) {
+        const uint64_t offset = (uint64_t(t) * kWritesPerThread + w) * kSize;
+        io_->PWrite(fd_, absl::MakeConstSpan(data), offset, [&](int64_t r) {
+          if (r == static_cast<int64_t>(kSize)) {
+            full.fetch_add(1);
+          } else {
+            first_bad.store(static_cast<int>(r));
+          }
+          pending.DecrementCount();
+        });
+      }
+    });  // exits right after submitting
+  }
+  for (std::thread& thread : threads) thread.join();
+  pending.Wait();
+  EXPECT_EQ(full.load(), kThreads * kWritesPerThread)
+      << "a write returned " << first_bad.load();
+}
+
+TEST_P(FileIoTest, DestructionWaitsForEverySubmittedOperation) {
+  constexpr int kOps = 200;
+  std::atomic<int> completed{0};
+  std::vector<uint8_t> buf(4096);
+  for (int i = 0; i < kOps; ++i) {
+    io_->PRead(fd_, absl::MakeSpan(buf), 0,
+               [&completed](int64_t) { completed.fetch_add(1); });
+  }
+  io_.reset();
+  EXPECT_EQ(completed.load(), kOps);
+}
+
+TEST_P(FileIoTest, PunchHoleAndSeek) {
+  const std::vector<uint8_t> data = Pattern(3 * 4096, 2);
+  ResultWaiter wrote;
+  io_->PWrite(fd_, absl::MakeConstSpan(data), 8192, wrote.Completion());
+  ASSERT_EQ(wrote.Wait(), 3 * 4096);
+  EXPECT_EQ(io_->SeekData(fd_, 0), 8192);
+  EXPECT_EQ(io_->SeekHole(fd_, 8192), 8192 + 3 * 4096);
+  ASSERT_EQ(io_->PunchHole(fd_, 8192, 4096), 0);
+  EXPECT_EQ(io_->SeekData(fd_, 0), 8192 + 4096);
+  EXPECT_EQ(io_->SeekData(fd_, 8192 + 3 * 4096), -ENXIO);
+  std::vector<uint8_t> back(4096, 0xAA);
+  ResultWaiter read;
+  io_->PRead(fd_, absl::MakeSpan(back), 8192, read.Completion());
+  ASSERT_EQ(read.Wait(), 4096);
+  EXPECT_EQ(back, std::vector<uint8_t>(4096, 0));
+  struct stat st;
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  EXPECT_EQ(st.st_size, 8 << 20);  // FALLOC_FL_KEEP_SIZE
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, FileIoTest,
+                         ::testing::Values(IoEngine::kUring,
+                                           IoEngine::kThreadPool),
+                         [](const auto& info) {
+                           return std::string(IoEngineName(info.param));
+                         });
+
+TEST(FileIoFactoryTest, ThreadPoolOnRequest) {
+  FileIoOptions options;
+  options.engine = IoEngine::kThreadPool;
+  absl::StatusOr<CreatedFileIo> created = CreateFileIo(options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->engine, IoEngine::kThreadPool);
+  EXPECT_EQ(created->io->name(), "thread_pool");
+}
+
+TEST(FileIoFactoryTest, AutoPrefersUringAndReportsTheChoice) {
+  absl::StatusOr<CreatedFileIo> created = CreateFileIo(FileIoOptions());
+  ASSERT_TRUE(created.ok()) << created.status();
+  if (created->engine == IoEngine::kUring) {
+    EXPECT_EQ(created->io->name(), "io_uring");
+    EXPECT_TRUE(created->uring_error.ok());
+  } else {
+    // This machine forbids io_uring: the fallback must say why.
+    EXPECT_EQ(created->io->name(), "thread_pool");
+    EXPECT_FALSE(created->uring_error.ok());
+  }
+}
+
+// A ring larger than the kernel allows (32768 entries) cannot be set up:
+// kAuto falls back to the pool, kUring fails.
+TEST(FileIoFactoryTest, FallsBackToThreadPoolWhenUringCannotStart) {
+  FileIoOptions options;
+  options.queue_depth = 1 << 20;
+  absl::StatusOr<CreatedFileIo> created = CreateFileIo(options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->engine, IoEngine::kThreadPool);
+  EXPECT_EQ(created->io->name(), "thread_pool");
+  EXPECT_EQ(created->uring_error.code(), absl::StatusCode::kUnavailable);
+
+  options.engine = IoEngine::kUring;
+  EXPECT_EQ(CreateFileIo(options).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(FileIoFactoryTest, RejectsZeroSizedPool) {
+  FileIoOptions options;
+  options.engine = IoEngine::kThreadPool;
+  options.pool_threads = 0;
+  EXPECT_EQ(CreateFileIo(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace appliance::storage
