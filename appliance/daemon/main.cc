@@ -1,0 +1,171 @@
+// applianced: one controller of the SAN appliance. The composition root: the only
+// place that names concrete classes and wires them together.
+//
+//   applianced --config=/path/bootstrap.textproto
+//
+// Stops cleanly on SIGTERM or SIGINT.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "appliance/config/bootstrap.h"
+#include "appliance/config/config_db.h"
+#include "appliance/daemon/logging.h"
+#include "appliance/daemon/node.h"
+#include "appliance/mgmt/credentials.h"
+#include "appliance/mgmt/rest_server.h"
+#include "common/metrics.h"
+#include "glog/logging.h"
+
+ABSL_FLAG(std::string, config, "", "Path of the bootstrap config (textproto).");
+ABSL_FLAG(std::string, io_engine, "auto",
+          "Backing-store I/O engine: auto (io_uring, else threads), uring, threads.");
+
+namespace appliance::daemon {
+namespace {
+
+absl::StatusOr<storage::IoEngine> ParseIoEngine(const std::string& name) {
+  if (name == "auto") return storage::IoEngine::kAuto;
+  if (name == "uring") return storage::IoEngine::kUring;
+  if (name == "threads") return storage::IoEngine::kThreadPool;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--io_engine must be auto, uring or threads, not '", name, "'"));
+}
+
+// Blocks the termination signals in every thread, so one thread can sigwait.
+sigset_t BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+// Writes path via a temporary file and rename, so readers never see half of it.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::string& contents) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
+  }
+  bool ok = fwrite(contents.data(), 1, contents.size(), f) == contents.size();
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(const std::string& config_path, const char* argv0) {
+  sigset_t termination = BlockTerminationSignals();
+
+  absl::StatusOr<config::NodeBootstrap> bootstrap =
+      config::LoadBootstrapFile(config_path);
+  if (!bootstrap.ok()) return bootstrap.status();
+  const config::NodeBootstrap& b = *bootstrap;
+  if (absl::Status s = SetUpLogging(argv0, b.state_dir() + "/logs"); !s.ok()) {
+    return s;
+  }
+  LOG(INFO) << "applianced starting: node " << b.node_name() << ", target "
+            << b.target_name();
+
+  absl::StatusOr<storage::IoEngine> engine =
+      ParseIoEngine(absl::GetFlag(FLAGS_io_engine));
+  if (!engine.ok()) return engine.status();
+
+  absl::StatusOr<std::unique_ptr<config::ConfigDb>> db =
+      config::ConfigDb::Open(b.state_dir() + "/configdb");
+  if (!db.ok()) return db.status();
+
+  metrics::MetricsRegistry metrics;
+  NodeOptions node_options;
+  node_options.bootstrap = b;
+  node_options.io.engine = *engine;
+  absl::StatusOr<std::unique_ptr<Node>> node =
+      Node::Create(std::move(node_options), std::move(*db), metrics);
+  if (!node.ok()) return node.status();
+
+  // Management endpoint: HTTPS with a bearer token.
+  std::string host;
+  int port = 0;
+  if (absl::Status s = config::SplitHostPort(b.mgmt_address(), host, port);
+      !s.ok()) {
+    return s;
+  }
+  std::string cert_file = b.tls_cert_file().empty()
+                              ? b.state_dir() + "/mgmt.crt"
+                              : b.tls_cert_file();
+  std::string key_file =
+      b.tls_key_file().empty() ? b.state_dir() + "/mgmt.key" : b.tls_key_file();
+  absl::StatusOr<mgmt::CertificateFiles> cert =
+      mgmt::EnsureSelfSignedCertificate(host, cert_file, key_file);
+  if (!cert.ok()) return cert.status();
+  if (cert->generated) LOG(INFO) << "generated REST certificate " << cert_file;
+  std::string token_file = b.mgmt_token_file().empty()
+                               ? b.state_dir() + "/mgmt.token"
+                               : b.mgmt_token_file();
+  absl::StatusOr<std::string> token = mgmt::LoadOrCreateToken(token_file);
+  if (!token.ok()) return token.status();
+
+  mgmt::RestServer::Options rest_options;
+  rest_options.bind_address = host;
+  rest_options.port = port;
+  rest_options.cert_file = cert->cert_file;
+  rest_options.key_file = cert->key_file;
+  rest_options.token = *token;
+  absl::StatusOr<std::unique_ptr<mgmt::RestServer>> rest =
+      mgmt::RestServer::Create(**node, metrics, rest_options);
+  if (!rest.ok()) return rest.status();
+  if (absl::Status s = (*rest)->Start(); !s.ok()) return s;
+  const std::string url = absl::StrCat(
+      "https://", host.find(':') == std::string::npos ? host : "[" + host + "]",
+      ":", (*rest)->port());
+  LOG(INFO) << "REST endpoint on " << url;
+  // Published for scripts and tests (the port may have been chosen by the kernel).
+  if (absl::Status s = WriteFileAtomically(b.state_dir() + "/mgmt.url", url + "\n");
+      !s.ok()) {
+    return s;
+  }
+
+  LOG(INFO) << "applianced serving";
+  int signal_number = 0;
+  sigwait(&termination, &signal_number);
+  LOG(INFO) << "signal " << signal_number << ": shutting down";
+
+  unlink((b.state_dir() + "/mgmt.url").c_str());
+  (*rest)->Stop();
+  (*node)->Shutdown();
+  LOG(INFO) << "applianced stopped";
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace appliance::daemon
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("applianced --config=bootstrap.textproto");
+  absl::ParseCommandLine(argc, argv);
+  const std::string config = absl::GetFlag(FLAGS_config);
+  if (config.empty()) {
+    fprintf(stderr, "applianced: --config is required\n");
+    return 2;
+  }
+  absl::Status status = appliance::daemon::Run(config, argv[0]);
+  if (!status.ok()) {
+    fprintf(stderr, "applianced: %s\n", std::string(status.message()).c_str());
+    LOG(ERROR) << "applianced failed: " << status;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,111 @@
+// Node: one controller's LUN inventory and identity, behind the management API.
+//
+// It keeps the configuration database and the opened backing stores in step:
+// a LUN created through the API gets a backing file on shared storage and a
+// record in the database (in that order, undone on failure), and a deleted one
+// loses its record and its file. On start it seeds the database from the
+// bootstrap file the first time, then opens every LUN this node owns.
+//
+// Listeners (the SCSI engine, through the daemon's wiring) hear about every LUN
+// that comes online or goes away.
+#ifndef APPLIANCE_DAEMON_NODE_H_
+#define APPLIANCE_DAEMON_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "appliance/config/config.pb.h"
+#include "appliance/config/config_db.h"
+#include "appliance/mgmt/backend.h"
+#include "appliance/storage/file_block_store.h"
+#include "blockstore/block_store.h"
+#include "common/metrics.h"
+
+namespace appliance::daemon {
+
+// Told when a LUN owned by this node comes online (store opened) or goes away.
+class LunListener {
+ public:
+  virtual ~LunListener() = default;
+  virtual void LunOnline(const config::LunDefinition& lun,
+                         std::shared_ptr<blockstore::BlockStore> store) = 0;
+  virtual void LunOffline(uint64_t id) = 0;
+};
+
+struct NodeOptions {
+  // The validated bootstrap configuration (see config/bootstrap.h).
+  config::NodeBootstrap bootstrap;
+  // Options for every backing store this node opens (I/O engine, queue depth).
+  storage::FileIoOptions io;
+  // Reported by GET /api/v1/node.
+  std::string version = "0.1.0";
+};
+
+class Node : public mgmt::ManagementBackend {
+ public:
+  // Seeds db on first start, then opens every LUN this node owns. A LUN whose
+  // backing file cannot be opened is logged and reported offline; it does not
+  // stop the node.
+  static absl::StatusOr<std::unique_ptr<Node>> Create(
+      NodeOptions options, std::unique_ptr<config::ConfigDb> db,
+      metrics::MetricsRegistry& metrics);
+  ~Node() override;
+
+  // Adds a listener and tells it about every LUN already online.
+  void AddListener(LunListener* listener);
+
+  // Closes every store (waiting for in-flight I/O). Idempotent.
+  void Shutdown();
+
+  // mgmt::ManagementBackend
+  absl::StatusOr<mgmt::NodeInfo> GetNode() override;
+  absl::StatusOr<mgmt::LunList> ListLuns() override;
+  absl::StatusOr<config::LunDefinition> GetLun(uint64_t id) override;
+  absl::StatusOr<config::LunDefinition> CreateLun(
+      const mgmt::CreateLunRequest& request) override;
+  absl::Status DeleteLun(uint64_t id) override;
+
+  // The opened store of a LUN this node owns; null when not online here.
+  std::shared_ptr<blockstore::BlockStore> store(uint64_t id);
+
+ private:
+  Node(NodeOptions options, std::unique_ptr<config::ConfigDb> db);
+
+  absl::Status Seed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status OpenOwnedLuns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RegisterMetrics(metrics::MetricsRegistry& metrics);
+  // Creates the backing file and the record for lun (identity filled in here).
+  absl::StatusOr<config::LunDefinition> Provision(config::LunDefinition lun,
+                                                  bool deterministic_identity)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string BackingPath(const config::LunDefinition& lun) const;
+  storage::FileBlockStore::Options StoreOptions(
+      const config::LunDefinition& lun) const;
+  void Online(const config::LunDefinition& lun,
+              std::shared_ptr<blockstore::BlockStore> store)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const NodeOptions options_;
+  const absl::Time started_;
+  absl::Mutex mu_;
+  std::unique_ptr<config::ConfigDb> db_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::shared_ptr<blockstore::BlockStore>> stores_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<LunListener*> listeners_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  metrics::Counter* luns_created_ = nullptr;
+  metrics::Counter* luns_deleted_ = nullptr;
+};
+
+}  // namespace appliance::daemon
+
+#endif  // APPLIANCE_DAEMON_NODE_H_
