@@ -91,6 +91,9 @@ std::unique_ptr<FileIo> MakeEngineOrNull(IoEngine engine,
   FileIoOptions options;
   options.engine = engine;
   options.queue_depth = queue_depth;
+  // Keep the pool's bounds as tight as the ring's so tests reach them.
+  options.pool_threads = 2;
+  options.pool_max_queued = queue_depth;
   absl::StatusOr<CreatedFileIo> created = CreateFileIo(options);
   if (!created.ok()) {
     std::cerr << "engine " << IoEngineName(engine)

@@ -54,7 +54,8 @@ std::string NewTempPath(const std::string& name);
 // size bytes of a pattern that differs for each seed and byte position.
 std::vector<uint8_t> Pattern(size_t size, uint32_t seed);
 
-// Builds the given engine; nullptr (after a note on stderr) when it cannot run
+// Builds the given engine with queue_depth as its in-flight bound (ring size, or
+// the pool's queue with 2 threads); nullptr (after a note on stderr) when it cannot run
 // here, so the caller can GTEST_SKIP.
 std::unique_ptr<FileIo> MakeEngineOrNull(IoEngine engine,
                                          uint32_t queue_depth = 64);
