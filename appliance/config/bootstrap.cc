@@ -68,7 +68,8 @@ absl::StatusOr<NodeBootstrap> LoadBootstrapFile(const std::string& path) {
   }
   absl::Status valid = ValidateAndFillBootstrap(*bootstrap);
   if (!valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", valid.message()));
   }
   return bootstrap;
 }
@@ -107,18 +108,18 @@ absl::Status ValidateLunDefinition(const LunDefinition& lun) {
         absl::StrCat("LUN id ", lun.id(), " is above ", kMaxLunId));
   }
   if (!ValidLunName(lun.name())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "LUN name '", lun.name(), "' must be 1-64 characters of [A-Za-z0-9._-]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("LUN name '", lun.name(),
+                     "' must be 1-64 characters of [A-Za-z0-9._-]"));
   }
   if (lun.block_size() != 512 && lun.block_size() != 4096) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "block size ", lun.block_size(), " is not 512 or 4096"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("block size ", lun.block_size(), " is not 512 or 4096"));
   }
   if (lun.size_bytes() == 0 || lun.size_bytes() % lun.block_size() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("size ", lun.size_bytes(),
-                     " is not a positive multiple of the block size ",
-                     lun.block_size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "size ", lun.size_bytes(),
+        " is not a positive multiple of the block size ", lun.block_size()));
   }
   return absl::OkStatus();
 }
@@ -128,7 +129,8 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
     return absl::InvalidArgumentError("node_name is required");
   }
   if (b.partner_name() == b.node_name()) {
-    return absl::InvalidArgumentError("partner_name must differ from node_name");
+    return absl::InvalidArgumentError(
+        "partner_name must differ from node_name");
   }
   if (b.target_name().empty()) {
     return absl::InvalidArgumentError("target_name is required");
@@ -143,7 +145,8 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
     return absl::InvalidArgumentError("mgmt_address is required");
   }
   if (absl::Status s = SplitHostPort(b.mgmt_address(), host, port); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("mgmt_address: ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("mgmt_address: ", s.message()));
   }
   for (const std::string* a :
        {&b.interconnect_address(), &b.partner_interconnect_address()}) {
@@ -175,18 +178,20 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
           absl::StrCat("LIF '", lif.name(), "' port is out of range"));
     }
     if (lif.home_node().empty()) lif.set_home_node(b.node_name());
-    if (lif.home_node() != b.node_name() && lif.home_node() != b.partner_name()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LIF '", lif.name(), "' home node '", lif.home_node(),
-          "' is neither this node nor its partner"));
+    if (lif.home_node() != b.node_name() &&
+        lif.home_node() != b.partner_name()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("LIF '", lif.name(), "' home node '", lif.home_node(),
+                       "' is neither this node nor its partner"));
     }
     if (lif.current_node().empty()) lif.set_current_node(lif.home_node());
     if (lif.relative_target_port_id() == 0 ||
         lif.relative_target_port_id() > 0xffff ||
         lif.target_portal_group() == 0 || lif.target_portal_group() > 0xffff) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LIF '", lif.name(),
-          "' needs relative_target_port_id and target_portal_group in 1..65535"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("LIF '", lif.name(),
+                       "' needs relative_target_port_id and "
+                       "target_portal_group in 1..65535"));
     }
     if (!lif_names.insert(lif.name()).second ||
         !rtpis.insert(lif.relative_target_port_id()).second ||
@@ -203,11 +208,13 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
     if (lun.home_node().empty()) lun.set_home_node(b.node_name());
     if (lun.owner_node().empty()) lun.set_owner_node(lun.home_node());
     if (absl::Status s = ValidateLunDefinition(lun); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("seed LUN: ", s.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("seed LUN: ", s.message()));
     }
-    if (!lun_ids.insert(lun.id()).second || !lun_names.insert(lun.name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "seed LUN '", lun.name(), "' repeats an id or name"));
+    if (!lun_ids.insert(lun.id()).second ||
+        !lun_names.insert(lun.name()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seed LUN '", lun.name(), "' repeats an id or name"));
     }
   }
   return absl::OkStatus();

@@ -34,7 +34,8 @@ rocksdb::WriteOptions SyncedWrite() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ConfigDb>> ConfigDb::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<ConfigDb>> ConfigDb::Open(
+    const std::string& path) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.keep_log_file_num = 4;
@@ -44,7 +45,8 @@ absl::StatusOr<std::unique_ptr<ConfigDb>> ConfigDb::Open(const std::string& path
   if (!s.ok()) {
     return FromRocks(s, absl::StrCat("open configuration database ", path));
   }
-  return std::unique_ptr<ConfigDb>(new ConfigDb(std::unique_ptr<rocksdb::DB>(raw)));
+  return std::unique_ptr<ConfigDb>(
+      new ConfigDb(std::unique_ptr<rocksdb::DB>(raw)));
 }
 
 ConfigDb::ConfigDb(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
@@ -63,20 +65,21 @@ absl::StatusOr<std::optional<std::string>> ConfigDb::Get(
 }
 
 absl::Status ConfigDb::Put(const std::string& key, const std::string& value) {
-  return FromRocks(db_->Put(SyncedWrite(), key, value), absl::StrCat("write ", key));
+  return FromRocks(db_->Put(SyncedWrite(), key, value),
+                   absl::StrCat("write ", key));
 }
 
 absl::StatusOr<std::vector<LunDefinition>> ConfigDb::ListLuns() const {
   std::vector<LunDefinition> luns;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kLunPrefix); it->Valid() && it->key().starts_with(kLunPrefix);
        it->Next()) {
     LunDefinition lun;
     if (!lun.ParseFromArray(it->value().data(),
                             static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(
-          absl::StrCat("configuration record ", it->key().ToString(),
-                       " does not parse"));
+      return absl::DataLossError(absl::StrCat(
+          "configuration record ", it->key().ToString(), " does not parse"));
     }
     luns.push_back(std::move(lun));
   }
@@ -92,7 +95,8 @@ absl::StatusOr<LunDefinition> ConfigDb::GetLun(uint64_t id) const {
   }
   LunDefinition lun;
   if (!lun.ParseFromString(**value)) {
-    return absl::DataLossError(absl::StrCat("LUN ", id, " record does not parse"));
+    return absl::DataLossError(
+        absl::StrCat("LUN ", id, " record does not parse"));
   }
   return lun;
 }

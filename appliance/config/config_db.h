@@ -1,8 +1,9 @@
 // ConfigDb: the node's configuration database (RocksDB).
 //
 // Holds the records that must survive a restart: LUN definitions and node
-// settings. Every write is synced before it returns, so a record acknowledged to
-// an administrator is on disk. Records are protobuf messages under typed keys
+// settings. Every write is synced before it returns, so a record acknowledged
+// to an administrator is on disk. Records are protobuf messages under typed
+// keys
 // ("lun/<20-digit id>", "node/settings"). Thread-safe.
 #ifndef APPLIANCE_CONFIG_CONFIG_DB_H_
 #define APPLIANCE_CONFIG_CONFIG_DB_H_
@@ -26,7 +27,8 @@ namespace appliance::config {
 class ConfigDb {
  public:
   // Opens (creating when absent) the database in directory path.
-  static absl::StatusOr<std::unique_ptr<ConfigDb>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<ConfigDb>> Open(
+      const std::string& path);
   ~ConfigDb();
 
   ConfigDb(const ConfigDb&) = delete;

@@ -9,8 +9,8 @@
 
 namespace appliance::daemon {
 
-// Logs go to stderr and to log_dir/applianced.{INFO,WARNING,ERROR}.* (log_dir is
-// created when missing). Call once, before starting threads.
+// Logs go to stderr and to log_dir/applianced.{INFO,WARNING,ERROR}.* (log_dir
+// is created when missing). Call once, before starting threads.
 absl::Status SetUpLogging(const char* argv0, const std::string& log_dir);
 
 }  // namespace appliance::daemon

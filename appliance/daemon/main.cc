@@ -1,5 +1,5 @@
-// applianced: one controller of the SAN appliance. The composition root: the only
-// place that names concrete classes and wires them together.
+// applianced: one controller of the SAN appliance. The composition root: the
+// only place that names concrete classes and wires them together.
 //
 //   applianced --config=/path/bootstrap.textproto
 //
@@ -26,8 +26,9 @@
 #include "glog/logging.h"
 
 ABSL_FLAG(std::string, config, "", "Path of the bootstrap config (textproto).");
-ABSL_FLAG(std::string, io_engine, "auto",
-          "Backing-store I/O engine: auto (io_uring, else threads), uring, threads.");
+ABSL_FLAG(
+    std::string, io_engine, "auto",
+    "Backing-store I/O engine: auto (io_uring, else threads), uring, threads.");
 
 namespace appliance::daemon {
 namespace {
@@ -36,8 +37,8 @@ absl::StatusOr<storage::IoEngine> ParseIoEngine(const std::string& name) {
   if (name == "auto") return storage::IoEngine::kAuto;
   if (name == "uring") return storage::IoEngine::kUring;
   if (name == "threads") return storage::IoEngine::kThreadPool;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--io_engine must be auto, uring or threads, not '", name, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--io_engine must be auto, uring or threads, not '", name, "'"));
 }
 
 // Blocks the termination signals in every thread, so one thread can sigwait.
@@ -132,8 +133,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       "https://", host.find(':') == std::string::npos ? host : "[" + host + "]",
       ":", (*rest)->port());
   LOG(INFO) << "REST endpoint on " << url;
-  // Published for scripts and tests (the port may have been chosen by the kernel).
-  if (absl::Status s = WriteFileAtomically(b.state_dir() + "/mgmt.url", url + "\n");
+  // Published for scripts and tests (the port may have been chosen by the
+  // kernel).
+  if (absl::Status s =
+          WriteFileAtomically(b.state_dir() + "/mgmt.url", url + "\n");
       !s.ok()) {
     return s;
   }

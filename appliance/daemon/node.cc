@@ -39,12 +39,14 @@ Node::Node(NodeOptions options, std::unique_ptr<config::ConfigDb> db)
 Node::~Node() { Shutdown(); }
 
 absl::Status Node::RegisterMetrics(metrics::MetricsRegistry& metrics) {
-  absl::StatusOr<metrics::Counter*> created = metrics.AddCounter(
-      "appliance_luns_created_total", "LUNs created through the management API");
+  absl::StatusOr<metrics::Counter*> created =
+      metrics.AddCounter("appliance_luns_created_total",
+                         "LUNs created through the management API");
   if (!created.ok()) return created.status();
   luns_created_ = *created;
-  absl::StatusOr<metrics::Counter*> deleted = metrics.AddCounter(
-      "appliance_luns_deleted_total", "LUNs deleted through the management API");
+  absl::StatusOr<metrics::Counter*> deleted =
+      metrics.AddCounter("appliance_luns_deleted_total",
+                         "LUNs deleted through the management API");
   if (!deleted.ok()) return deleted.status();
   luns_deleted_ = *deleted;
   if (absl::Status s = metrics.AddCallbackGauge(
@@ -105,11 +107,13 @@ absl::Status Node::Seed() {
   absl::StatusOr<std::optional<config::NodeSettings>> settings =
       db_->GetNodeSettings();
   if (!settings.ok()) return settings.status();
-  if (settings->has_value()) return absl::OkStatus();  // seeded on an earlier start
+  if (settings->has_value())
+    return absl::OkStatus();  // seeded on an earlier start
 
   const config::NodeBootstrap& b = options_.bootstrap;
   for (const config::LunDefinition& seed : b.seed_luns()) {
-    if (seed.home_node() != b.node_name()) continue;  // the partner seeds its own
+    if (seed.home_node() != b.node_name())
+      continue;  // the partner seeds its own
     if (db_->GetLun(seed.id()).ok()) continue;
     absl::StatusOr<config::LunDefinition> lun =
         Provision(seed, /*deterministic_identity=*/true);
@@ -165,16 +169,19 @@ absl::StatusOr<config::LunDefinition> Node::Provision(
   const std::string path = BackingPath(lun);
   bool created_file = true;
   absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
-      storage::FileBlockStore::Create(path, lun.size_bytes(), StoreOptions(lun));
-  if (!store.ok() && store.status().code() == absl::StatusCode::kAlreadyExists &&
+      storage::FileBlockStore::Create(path, lun.size_bytes(),
+                                      StoreOptions(lun));
+  if (!store.ok() &&
+      store.status().code() == absl::StatusCode::kAlreadyExists &&
       deterministic_identity) {
     // A seed whose file survived (the database was reset): keep its data.
     created_file = false;
     store = storage::FileBlockStore::Open(path, StoreOptions(lun));
-    if (store.ok() && (*store)->num_blocks() * (*store)->block_size() !=
-                          lun.size_bytes()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "existing backing file ", path, " does not have the configured size"));
+    if (store.ok() &&
+        (*store)->num_blocks() * (*store)->block_size() != lun.size_bytes()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("existing backing file ", path,
+                       " does not have the configured size"));
     }
   }
   if (!store.ok()) return store.status();
@@ -228,7 +235,8 @@ absl::StatusOr<config::LunDefinition> Node::GetLun(uint64_t id) {
 
 absl::StatusOr<config::LunDefinition> Node::CreateLun(
     const mgmt::CreateLunRequest& request) {
-  if (absl::Status s = mgmt::ValidateCreateLunRequest(request); !s.ok()) return s;
+  if (absl::Status s = mgmt::ValidateCreateLunRequest(request); !s.ok())
+    return s;
   const config::NodeBootstrap& b = options_.bootstrap;
   config::LunDefinition lun;
   lun.set_name(request.name());
@@ -250,9 +258,8 @@ absl::StatusOr<config::LunDefinition> Node::CreateLun(
   std::set<uint64_t> ids;
   for (const config::LunDefinition& other : *luns) {
     if (other.name() == lun.name()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("a LUN named '", lun.name(), "' exists (id ", other.id(),
-                       ")"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "a LUN named '", lun.name(), "' exists (id ", other.id(), ")"));
     }
     ids.insert(other.id());
   }

@@ -20,7 +20,8 @@ bool IsTargetScoped(scsi::TmfFunction f) {
 struct TmfJoin {
   explicit TmfJoin(scsi::TmfCompletion done) : done(std::move(done)) {}
   void Arrive(scsi::TmfResult r) {
-    if (r == scsi::TmfResult::kRejected || r == scsi::TmfResult::kNotSupported) {
+    if (r == scsi::TmfResult::kRejected ||
+        r == scsi::TmfResult::kNotSupported) {
       result.store(r);
     }
     if (pending.fetch_sub(1) == 1) std::move(done)(result.load());
@@ -48,7 +49,8 @@ Route Module::RouteFor(uint64_t lun) const {
   return Route::kUnreachable;
 }
 
-void Module::Submit(std::unique_ptr<scsi::Task> task, scsi::TaskCompletion done) {
+void Module::Submit(std::unique_ptr<scsi::Task> task,
+                    scsi::TaskCompletion done) {
   switch (RouteFor(task->lun)) {
     case Route::kLocal:
       local_engine_.Submit(std::move(task), std::move(done));
@@ -61,7 +63,8 @@ void Module::Submit(std::unique_ptr<scsi::Task> task, scsi::TaskCompletion done)
       response.status = scsi::ScsiStatus::kCheckCondition;
       scsi::SenseData sense;
       sense.key = scsi::SenseKey::kNotReady;
-      sense.code = scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState;
+      sense.code =
+          scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState;
       // Fixed format: the control mode page's D_SENSE default, and what every
       // initiator parses.
       response.sense = scsi::BuildSense(sense, scsi::SenseFormat::kFixed);
@@ -92,9 +95,10 @@ void Module::ManageTasks(scsi::TmfRequest request, scsi::TmfCompletion done) {
     return;
   }
   auto join = std::make_shared<TmfJoin>(std::move(done));
-  local_engine_.ManageTasks(request, [join](scsi::TmfResult r) { join->Arrive(r); });
-  forwarder_->ForwardTaskManagement(std::move(request),
-                                    [join](scsi::TmfResult r) { join->Arrive(r); });
+  local_engine_.ManageTasks(request,
+                            [join](scsi::TmfResult r) { join->Arrive(r); });
+  forwarder_->ForwardTaskManagement(
+      std::move(request), [join](scsi::TmfResult r) { join->Arrive(r); });
 }
 
 }  // namespace virtual_target

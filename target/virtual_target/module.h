@@ -2,12 +2,12 @@
 // current owner, execute it on this node's SCSI engine or hand it to the local
 // virtual adapter (a Forwarder) that carries it to the partner.
 //
-// The module does not know how forwarding is done. It only knows, per LUN, which
-// node owns it now (an OwnershipView the HA layer keeps current) and whether a
-// Forwarder can reach that node. A command for a LUN whose owner cannot be
-// reached ends with CHECK CONDITION, NOT READY, LOGICAL UNIT NOT ACCESSIBLE,
-// TARGET PORT IN UNAVAILABLE STATE: the ALUA answer that makes multipath hosts
-// retry on another path, never a hang.
+// The module does not know how forwarding is done. It only knows, per LUN,
+// which node owns it now (an OwnershipView the HA layer keeps current) and
+// whether a Forwarder can reach that node. A command for a LUN whose owner
+// cannot be reached ends with CHECK CONDITION, NOT READY, LOGICAL UNIT NOT
+// ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE: the ALUA answer that makes
+// multipath hosts retry on another path, never a hang.
 #ifndef TARGET_VIRTUAL_TARGET_MODULE_H_
 #define TARGET_VIRTUAL_TARGET_MODULE_H_
 
@@ -59,7 +59,8 @@ class Module : public scsi::TaskRouter {
   Route RouteFor(uint64_t lun) const;
 
   // scsi::TaskRouter
-  void Submit(std::unique_ptr<scsi::Task> task, scsi::TaskCompletion done) override;
+  void Submit(std::unique_ptr<scsi::Task> task,
+              scsi::TaskCompletion done) override;
   // LUN-scoped functions go where the LUN's tasks run; target-scoped ones
   // (target resets, I_T nexus loss) go to the local engine and, when reachable,
   // to the partner, and complete when both have.

@@ -50,7 +50,8 @@ TEST(BootstrapTest, ParsesAndFillsDefaults) {
 }
 
 TEST(BootstrapTest, SyntaxErrorNamesLine) {
-  absl::StatusOr<NodeBootstrap> b = ParseBootstrap("node_name: \"a\"\nbogus: 1\n");
+  absl::StatusOr<NodeBootstrap> b =
+      ParseBootstrap("node_name: \"a\"\nbogus: 1\n");
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(b.status().message().find("line 2"), std::string::npos)
@@ -59,8 +60,8 @@ TEST(BootstrapTest, SyntaxErrorNamesLine) {
 
 struct BadCase {
   const char* name;
-  const char* edit;     // appended to kGood, or substituted for `replaces`
-  const char* expect;   // part of the error message
+  const char* edit;    // appended to kGood, or substituted for `replaces`
+  const char* expect;  // part of the error message
   const char* replaces = nullptr;
 };
 
@@ -78,7 +79,8 @@ TEST_P(BootstrapRejects, WithClearMessage) {
   absl::Status s = ValidateAndFillBootstrap(*b);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find(GetParam().expect), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(GetParam().expect), std::string::npos)
+      << s.message();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -90,14 +92,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "mgmt_address: \"127.0.0.2:8443\""},
         BadCase{"SamePartner", "partner_name: \"node-a\"", "partner_name",
                 "partner_name: \"node-b\""},
-        BadCase{"DupLif",
-                "lifs { name: \"lif-a\" address: \"x\" relative_target_port_id: 9 "
-                "target_portal_group: 9 }",
-                "repeats"},
-        BadCase{"DupRtpi",
-                "lifs { name: \"lif-c\" address: \"x\" relative_target_port_id: 1 "
-                "target_portal_group: 9 }",
-                "repeats"},
+        BadCase{
+            "DupLif",
+            "lifs { name: \"lif-a\" address: \"x\" relative_target_port_id: 9 "
+            "target_portal_group: 9 }",
+            "repeats"},
+        BadCase{
+            "DupRtpi",
+            "lifs { name: \"lif-c\" address: \"x\" relative_target_port_id: 1 "
+            "target_portal_group: 9 }",
+            "repeats"},
         BadCase{"ZeroRtpi", "lifs { name: \"lif-c\" address: \"x\" }",
                 "relative_target_port_id"},
         BadCase{"StrangerLif",
@@ -106,15 +110,18 @@ INSTANTIATE_TEST_SUITE_P(
                 "neither"},
         BadCase{"OddLunSize",
                 "seed_luns { id: 1 name: \"x\" size_bytes: 1000 }", "multiple"},
-        BadCase{"LunBlock",
-                "seed_luns { id: 1 name: \"x\" size_bytes: 8192 block_size: 1024 }",
-                "block size"},
-        BadCase{"LunName",
-                "seed_luns { id: 1 name: \"a/b\" size_bytes: 8192 }", "name"},
+        BadCase{
+            "LunBlock",
+            "seed_luns { id: 1 name: \"x\" size_bytes: 8192 block_size: 1024 }",
+            "block size"},
+        BadCase{"LunName", "seed_luns { id: 1 name: \"a/b\" size_bytes: 8192 }",
+                "name"},
         BadCase{"LunId",
-                "seed_luns { id: 20000 name: \"big\" size_bytes: 8192 }", "16383"},
+                "seed_luns { id: 20000 name: \"big\" size_bytes: 8192 }",
+                "16383"},
         BadCase{"DupLun",
-                "seed_luns { id: 0 name: \"other\" size_bytes: 8192 }", "repeats"}),
+                "seed_luns { id: 0 name: \"other\" size_bytes: 8192 }",
+                "repeats"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(BootstrapTest, LoadFileReportsMissingAndInvalid) {

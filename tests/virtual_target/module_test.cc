@@ -13,13 +13,15 @@ namespace {
 class RecordingRouter : public scsi::TaskRouter {
  public:
   explicit RecordingRouter(std::string name) : name_(std::move(name)) {}
-  void Submit(std::unique_ptr<scsi::Task> task, scsi::TaskCompletion done) override {
+  void Submit(std::unique_ptr<scsi::Task> task,
+              scsi::TaskCompletion done) override {
     luns.push_back(task->lun);
     scsi::TaskResponse r;
     r.data_in.assign(name_.begin(), name_.end());
     std::move(done)(std::move(r));
   }
-  void ManageTasks(scsi::TmfRequest request, scsi::TmfCompletion done) override {
+  void ManageTasks(scsi::TmfRequest request,
+                   scsi::TmfCompletion done) override {
     tmfs.push_back(request.function);
     std::move(done)(tmf_result);
   }
@@ -34,7 +36,8 @@ class RecordingRouter : public scsi::TaskRouter {
 class FakeForwarder : public Forwarder {
  public:
   bool PartnerReachable() const override { return reachable; }
-  void Forward(std::unique_ptr<scsi::Task> task, scsi::TaskCompletion done) override {
+  void Forward(std::unique_ptr<scsi::Task> task,
+               scsi::TaskCompletion done) override {
     partner.Submit(std::move(task), std::move(done));
   }
   void ForwardTaskManagement(scsi::TmfRequest request,
@@ -55,7 +58,8 @@ class MapOwnership : public OwnershipView {
   std::map<uint64_t, std::string> owners;
 };
 
-std::string SubmitTur(Module& module, uint64_t lun, scsi::TaskResponse* out = nullptr) {
+std::string SubmitTur(Module& module, uint64_t lun,
+                      scsi::TaskResponse* out = nullptr) {
   auto task = std::make_unique<scsi::Task>();
   task->lun = lun;
   task->cdb = {0x00, 0, 0, 0, 0, 0};  // TEST UNIT READY
@@ -72,9 +76,7 @@ std::string SubmitTur(Module& module, uint64_t lun, scsi::TaskResponse* out = nu
 
 class ModuleTest : public ::testing::Test {
  protected:
-  ModuleTest() {
-    ownership_.owners = {{0, "node-a"}, {1, "node-b"}};
-  }
+  ModuleTest() { ownership_.owners = {{0, "node-a"}, {1, "node-b"}}; }
   RecordingRouter local_{"local"};
   FakeForwarder forwarder_;
   MapOwnership ownership_;
