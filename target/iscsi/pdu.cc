@@ -111,8 +111,7 @@ std::vector<uint8_t> BuildExtendedCdbAhs(absl::Span<const uint8_t> cdb_tail) {
 std::vector<uint8_t> BuildBidiReadLengthAhs(uint32_t length) {
   return {0x00, 0x05, static_cast<uint8_t>(AhsType::kBidiReadLength), 0x00,
           static_cast<uint8_t>(length >> 24), static_cast<uint8_t>(length >> 16),
-          static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length),
-          0, 0, 0, 0};
+          static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length)};
 }
 
 // ---- Serialization ----
