@@ -137,6 +137,7 @@ absl::Status Node::OpenOwnedLuns() {
   absl::StatusOr<std::vector<config::LunDefinition>> luns = db_->ListLuns();
   if (!luns.ok()) return luns.status();
   for (const config::LunDefinition& lun : *luns) {
+    SetOwner(lun.id(), lun.owner_node());
     if (lun.owner_node() != options_.bootstrap.node_name()) continue;
     absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
         storage::FileBlockStore::Open(BackingPath(lun), StoreOptions(lun));
@@ -193,6 +194,7 @@ absl::StatusOr<config::LunDefinition> Node::Provision(
     }
     return s;
   }
+  SetOwner(lun.id(), lun.owner_node());
   if (lun.owner_node() == options_.bootstrap.node_name()) {
     Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
   } else {
@@ -300,6 +302,7 @@ absl::Status Node::DeleteLun(uint64_t id) {
   // The record goes first: an orphaned file is harmless, a record without its
   // file would be a LUN that cannot come online.
   if (absl::Status s = db_->DeleteLun(id); !s.ok()) return s;
+  SetOwner(id, std::nullopt);
   luns_deleted_->Increment();
   absl::Status removed = storage::DeleteBackingFile(BackingPath(*lun));
   if (!removed.ok()) {
@@ -309,6 +312,22 @@ absl::Status Node::DeleteLun(uint64_t id) {
   }
   LOG(INFO) << "deleted LUN " << id << " '" << lun->name() << "'";
   return absl::OkStatus();
+}
+
+std::optional<std::string> Node::OwnerOf(uint64_t lun) const {
+  absl::ReaderMutexLock lock(&owners_mu_);
+  auto it = owners_.find(lun);
+  if (it == owners_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Node::SetOwner(uint64_t id, std::optional<std::string> owner) {
+  absl::MutexLock lock(&owners_mu_);
+  if (owner.has_value()) {
+    owners_[id] = *owner;
+  } else {
+    owners_.erase(id);
+  }
 }
 
 std::shared_ptr<blockstore::BlockStore> Node::store(uint64_t id) {

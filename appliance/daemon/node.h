@@ -29,6 +29,7 @@
 #include "appliance/storage/file_block_store.h"
 #include "blockstore/block_store.h"
 #include "common/metrics.h"
+#include "target/virtual_target/module.h"
 
 namespace appliance::daemon {
 
@@ -50,7 +51,8 @@ struct NodeOptions {
   std::string version = "0.1.0";
 };
 
-class Node : public mgmt::ManagementBackend {
+class Node : public mgmt::ManagementBackend,
+             public virtual_target::OwnershipView {
  public:
   // Seeds db on first start, then opens every LUN this node owns. A LUN whose
   // backing file cannot be opened is logged and reported offline; it does not
@@ -73,6 +75,10 @@ class Node : public mgmt::ManagementBackend {
   absl::StatusOr<config::LunDefinition> CreateLun(
       const mgmt::CreateLunRequest& request) override;
   absl::Status DeleteLun(uint64_t id) override;
+
+  // virtual_target::OwnershipView: every LUN of the pair that this node's
+  // database knows, with its current owner.
+  std::optional<std::string> OwnerOf(uint64_t lun) const override;
 
   // The opened store of a LUN this node owns; null when not online here.
   std::shared_ptr<blockstore::BlockStore> store(uint64_t id);
@@ -102,6 +108,11 @@ class Node : public mgmt::ManagementBackend {
       ABSL_GUARDED_BY(mu_);
   std::vector<LunListener*> listeners_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  void SetOwner(uint64_t id, std::optional<std::string> owner);
+
+  // Kept apart from mu_: read on every command's path.
+  mutable absl::Mutex owners_mu_;
+  std::map<uint64_t, std::string> owners_ ABSL_GUARDED_BY(owners_mu_);
   metrics::Counter* luns_created_ = nullptr;
   metrics::Counter* luns_deleted_ = nullptr;
 };

@@ -1,0 +1,39 @@
+#include "appliance/daemon/scsi_wiring.h"
+
+#include "glog/logging.h"
+
+namespace appliance::daemon {
+
+void EngineLunBinder::LunOnline(const config::LunDefinition& lun,
+                                std::shared_ptr<blockstore::BlockStore> store) {
+  scsi::LogicalUnitOptions options;
+  options.identity = store->identity();
+  absl::Status s = engine_.AddLogicalUnit(lun.id(), std::move(store), options);
+  if (!s.ok()) LOG(ERROR) << "LUN " << lun.id() << " not served: " << s;
+}
+
+void EngineLunBinder::LunOffline(uint64_t id) {
+  absl::Status s = engine_.RemoveLogicalUnit(id);
+  if (!s.ok()) LOG(WARNING) << "removing LUN " << id << ": " << s;
+}
+
+std::vector<scsi::TargetPortGroupState> LifPortStateProvider::TargetPortGroups(
+    uint64_t lun) const {
+  std::optional<std::string> owner = ownership_.OwnerOf(lun);
+  std::vector<scsi::TargetPortGroupState> groups;
+  groups.reserve(lifs_.size());
+  for (const config::Lif& lif : lifs_) {
+    scsi::TargetPortGroupState group;
+    group.group_id = static_cast<uint16_t>(lif.target_portal_group());
+    const bool on_owner = !owner.has_value() || lif.current_node() == *owner;
+    group.state = on_owner ? scsi::AluaState::kActiveOptimized
+                           : scsi::AluaState::kActiveNonOptimized;
+    group.preferred = on_owner;
+    group.relative_target_port_ids.push_back(
+        static_cast<uint16_t>(lif.relative_target_port_id()));
+    groups.push_back(std::move(group));
+  }
+  return groups;
+}
+
+}  // namespace appliance::daemon

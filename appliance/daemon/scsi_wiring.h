@@ -1,0 +1,48 @@
+// Glue between the node's LUN inventory and the SCSI engine: keeps the engine's
+// logical units in step with the LUNs this node owns, and derives each target
+// port group's ALUA state from where its LIF is hosted and who owns the LUN
+// (ARCHITECTURE.md §1: LIF on the owner -> active/optimized, on the partner ->
+// active/non-optimized).
+#ifndef APPLIANCE_DAEMON_SCSI_WIRING_H_
+#define APPLIANCE_DAEMON_SCSI_WIRING_H_
+
+#include <vector>
+
+#include "appliance/config/config.pb.h"
+#include "appliance/daemon/node.h"
+#include "target/scsi/engine.h"
+#include "target/scsi/port_state.h"
+#include "target/virtual_target/module.h"
+
+namespace appliance::daemon {
+
+// Adds each LUN that comes online here to the engine, removes it when it goes.
+class EngineLunBinder : public LunListener {
+ public:
+  explicit EngineLunBinder(scsi::Engine& engine) : engine_(engine) {}
+  void LunOnline(const config::LunDefinition& lun,
+                 std::shared_ptr<blockstore::BlockStore> store) override;
+  void LunOffline(uint64_t id) override;
+
+ private:
+  scsi::Engine& engine_;
+};
+
+// One target port group per LIF; its state for a LUN follows from the LIF's
+// current node and the LUN's owner.
+class LifPortStateProvider : public scsi::PortStateProvider {
+ public:
+  LifPortStateProvider(std::vector<config::Lif> lifs,
+                       const virtual_target::OwnershipView& ownership)
+      : lifs_(std::move(lifs)), ownership_(ownership) {}
+  std::vector<scsi::TargetPortGroupState> TargetPortGroups(
+      uint64_t lun) const override;
+
+ private:
+  const std::vector<config::Lif> lifs_;
+  const virtual_target::OwnershipView& ownership_;
+};
+
+}  // namespace appliance::daemon
+
+#endif  // APPLIANCE_DAEMON_SCSI_WIRING_H_
