@@ -426,7 +426,13 @@ void Connection::HandleLogin(const Pdu& pdu) {
 
 void Connection::FinishLogin(LoginStateMachine::Step step) {
   LoginResponse& h = step.header;
-  if (step.outcome == LoginStateMachine::Outcome::kFullFeature) h.tsih = session_->tsih;
+  if (step.outcome == LoginStateMachine::Outcome::kFullFeature) {
+    h.tsih = session_->tsih;
+    const SessionParams& p = login_->params();
+    server_->logins_completed++;
+    if (p.header_digest == DigestType::kCrc32c) server_->header_digest_logins++;
+    if (p.data_digest == DigestType::kCrc32c) server_->data_digest_logins++;
+  }
   h.version_max = 0;
   h.version_active = 0;
   h.stat_sn = stat_sn_++;

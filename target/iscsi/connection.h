@@ -43,6 +43,10 @@ struct ServerContext {
   ChapChallengeCache challenge_cache;
   SessionRegistry sessions;
   std::atomic<uint32_t> connection_count{0};
+  // Counters for observability and tests.
+  std::atomic<uint64_t> logins_completed{0};
+  std::atomic<uint64_t> header_digest_logins{0};
+  std::atomic<uint64_t> data_digest_logins{0};
 
   struct LiveConnection {
     std::weak_ptr<Connection> connection;

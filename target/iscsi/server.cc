@@ -216,6 +216,14 @@ void Server::RequestLogout(uint16_t tag, uint16_t seconds) {
   }
 }
 
+Server::Stats Server::stats() const {
+  Stats s;
+  s.logins_completed = context_->logins_completed.load();
+  s.header_digest_logins = context_->header_digest_logins.load();
+  s.data_digest_logins = context_->data_digest_logins.load();
+  return s;
+}
+
 size_t Server::session_count() const { return context_->sessions.size(); }
 
 size_t Server::connection_count() const { return context_->connection_count.load(); }

@@ -67,6 +67,13 @@ class Server {
   // Async Message asking it to log out within seconds (AsyncEvent 1).
   void RequestLogout(uint16_t portal_group_tag, uint16_t seconds);
 
+  struct Stats {
+    uint64_t logins_completed = 0;      // logins that reached full feature phase
+    uint64_t header_digest_logins = 0;  // ... with HeaderDigest=CRC32C
+    uint64_t data_digest_logins = 0;    // ... with DataDigest=CRC32C
+  };
+  Stats stats() const;
+
   size_t session_count() const;
   size_t connection_count() const;
 

@@ -20,7 +20,10 @@ constexpr char kChapInitiator[] = "iqn.2024-01.com.example:chap-host";
 
 class E2eTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartServer(iscsi::TargetOptions()); }
+
+  void StartServer(iscsi::TargetOptions options) {
+    if (server_) server_->Shutdown();
     auto directory = std::make_shared<iscsi::PortalDirectory>();
     iscsi::TargetConfig plain;
     plain.name = kTarget;
@@ -35,7 +38,6 @@ class E2eTest : public ::testing::Test {
     creds.target = iscsi::ChapSecret{"targetuser", "target-secret-456"};
     chap.auth.chap_by_initiator[kChapInitiator] = creds;
     directory->UpsertTarget(chap);
-    iscsi::TargetOptions options;
     options.event_loop_threads = 2;
     auto server = iscsi::Server::Create(options, directory, router_);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -79,9 +81,15 @@ TEST_F(E2eTest, IscsiInq) {
 }
 
 TEST_F(E2eTest, IscsiInqWithHeaderDigest) {
+  // libiscsi's tools offer "None,CRC32C"; a target that does not accept None
+  // gets CRC32C (the responder picks the first offered value it supports).
+  iscsi::TargetOptions options;
+  options.negotiation.header_digests = {iscsi::DigestType::kCrc32c};
+  StartServer(options);
   auto r = RunCommand({"iscsi-inq", "-i", kInitiator,
                        Url(kTarget, "?header_digest=crc32c")});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(server_->stats().header_digest_logins, 1u);
   EXPECT_NE(r.output.find("APPLIANC"), std::string::npos) << r.output;
 }
 
@@ -153,6 +161,9 @@ TEST_P(QemuImgTest, ConvertRoundTrip) {
   ASSERT_EQ(w.exit_code, 0) << w.output;
   auto r = RunCommand({"qemu-img", "convert", "--image-opts", opts, "-O", "raw", out});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto stats = server_->stats();
+  EXPECT_GE(stats.logins_completed, 2u);
+  EXPECT_EQ(stats.header_digest_logins, digest ? stats.logins_completed : 0u);
   auto a = ReadFile(in);
   auto b = ReadFile(out);
   ASSERT_EQ(b.size(), 16u << 20);  // the whole LUN

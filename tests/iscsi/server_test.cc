@@ -247,6 +247,7 @@ TEST_F(ServerTest, WriteWithR2tAndReadBackWithDataDigests) {
                         {"FirstBurstLength", "4096"}});
   ASSERT_EQ(login.status_class, 0);
   EXPECT_EQ(*FindKey(c.login_keys_, "DataDigest"), "CRC32C");
+  EXPECT_EQ(server_->stats().data_digest_logins, 1u);
   c.SetDigests(true, true);
   std::vector<uint8_t> data(20 * 512);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 13 + 1);
