@@ -271,7 +271,13 @@ absl::Status Engine::Impl::AddLogicalUnit(uint64_t lun,
       if (saved.ok()) {
         auto state = ParsePrState(*saved);
         if (!state.ok()) return state.status();
-        if (state->aptpl) lu->pr = std::move(*state);
+        // Without APTPL the state does not survive; its save sequence does,
+        // so later saves supersede the stored one.
+        if (state->aptpl) {
+          lu->pr = std::move(*state);
+        } else {
+          lu->pr.save_sequence = state->save_sequence;
+        }
       } else if (!absl::IsNotFound(saved.status())) {
         return saved.status();
       }
@@ -606,12 +612,12 @@ void Engine::Impl::WithRangeLock(const CommandPtr& cmd, uint64_t lba, uint64_t b
 std::optional<SenseData> Engine::Impl::CheckRange(const CommandPtr& cmd, uint64_t lba,
                                                   uint64_t blocks, uint16_t length_byte) {
   LogicalUnit& lu = *cmd->lu;
-  const uint64_t capacity = lu.Capacity();
-  if (lba > capacity || blocks > capacity - lba) return LbaOutOfRange();
   const uint32_t max_bytes = lu.options.max_transfer_bytes;
   if (max_bytes != 0 && blocks > max_bytes / lu.block_size) {
     return InvalidFieldInCdb(length_byte);
   }
+  const uint64_t capacity = lu.Capacity();
+  if (lba > capacity || blocks > capacity - lba) return LbaOutOfRange();
   return std::nullopt;
 }
 

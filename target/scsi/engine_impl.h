@@ -93,7 +93,6 @@ struct LogicalUnit {
   std::list<CommandPtr> tasks ABSL_GUARDED_BY(mu);
   ModePages mode ABSL_GUARDED_BY(mu){true};
   PrState pr ABSL_GUARDED_BY(mu);
-  uint64_t pr_save_sequence ABSL_GUARDED_BY(mu) = 0;
   std::optional<std::string> spc2_holder ABSL_GUARDED_BY(mu);  // nexus key
   std::vector<CommandPtr> range_holders ABSL_GUARDED_BY(mu);
   std::deque<RangeWaiter> range_waiters ABSL_GUARDED_BY(mu);
@@ -160,8 +159,9 @@ class Engine::Impl {
   AluaState AluaStateFor(uint64_t lun, const ItNexus& nexus) const;
   std::vector<std::shared_ptr<internal::LogicalUnit>> AllLus() const;
   const EngineOptions& options() const { return options_; }
-  // Checks [lba, lba+blocks) against capacity (LBA OUT OF RANGE) and blocks
-  // against max (INVALID FIELD IN CDB at length_byte).
+  // Checks blocks against the maximum transfer length (INVALID FIELD IN CDB
+  // at length_byte), then [lba, lba+blocks) against capacity (LBA OUT OF
+  // RANGE).
   std::optional<SenseData> CheckRange(const CommandPtr& cmd, uint64_t lba,
                                       uint64_t blocks, uint16_t length_byte);
   // The data-out check shared by write-type commands: too little data is

@@ -489,8 +489,8 @@ PrInResult PersistentReserveIn(const PrState& s, absl::Span<const uint8_t> cdb,
 }
 
 std::string SerializePrState(const PrState& s) {
-  std::string out = absl::StrFormat("aptpl %d\ngeneration %u\n", s.aptpl ? 1 : 0,
-                                    s.generation);
+  std::string out = absl::StrFormat("aptpl %d\ngeneration %u\nsequence %u\n",
+                                    s.aptpl ? 1 : 0, s.generation, s.save_sequence);
   for (const auto& r : s.registrations) {
     absl::StrAppendFormat(&out, "reg %016x %d %u %d %s\n", r.key, r.name_only ? 1 : 0,
                           r.relative_target_port_id, r.all_target_ports ? 1 : 0,
@@ -515,6 +515,8 @@ absl::StatusOr<PrState> ParsePrState(absl::string_view text) {
       s.aptpl = a != 0;
     } else if (f[0] == "generation" && f.size() == 2 && absl::SimpleAtoi(f[1], &a)) {
       s.generation = a;
+    } else if (f[0] == "sequence" && f.size() == 2 &&
+               absl::SimpleAtoi(f[1], &s.save_sequence)) {
     } else if ((f[0] == "reg" || f[0] == "reservation") && f.size() == 6 &&
                absl::SimpleAtoi(f[2], &b) && absl::SimpleAtoi(f[3], &c) &&
                absl::SimpleAtoi(f[4], &d)) {

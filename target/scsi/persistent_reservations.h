@@ -60,6 +60,9 @@ struct PrState {
   PrType type = PrType::kWriteExclusive;
   // The holder's nexus (key ignored); unused for all-registrants types.
   PrRegistration holder;
+  // Increases with every save through PrPersistence (survives reloads, so a
+  // reloaded LU's saves supersede the ones before the restart).
+  uint64_t save_sequence = 0;
 
   // The registration of nexus, or nullptr.
   const PrRegistration* Find(const ItNexus& nexus) const;

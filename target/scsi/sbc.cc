@@ -247,11 +247,12 @@ void Engine::Impl::WriteSame(const CommandPtr& cmd) {
     return CompleteSense(cmd, InvalidFieldInCdb(1, (r.flags & 0x04) ? 2 : 1));  // PBDATA/LBDATA
   }
   if (ndob && !unmap) return CompleteSense(cmd, InvalidFieldInCdb(1, 0));
-  const uint64_t capacity = lu.Capacity();
-  if (r.lba > capacity || r.blocks > capacity - r.lba) return CompleteSense(cmd, LbaOutOfRange());
-  if (r.blocks == 0 || r.blocks > lu.options.max_write_same_blocks) {
+  if (r.blocks > lu.options.max_write_same_blocks) {
     return CompleteSense(cmd, InvalidFieldInCdb(r.length_byte));
   }
+  const uint64_t capacity = lu.Capacity();
+  if (r.lba > capacity || r.blocks > capacity - r.lba) return CompleteSense(cmd, LbaOutOfRange());
+  if (r.blocks == 0) return CompleteSense(cmd, InvalidFieldInCdb(r.length_byte));  // WSNZ
   if (unmap && !lu.options.thin_provisioned) return CompleteSense(cmd, InvalidFieldInCdb(1, 3));
   if (!ndob) {
     if (auto e = CheckDataOut(cmd, bs, true)) return CompleteSense(cmd, *e);

@@ -255,12 +255,12 @@ void Engine::Impl::ModeSense(const CommandPtr& cmd) {
     return CompleteSense(cmd, InvalidFieldInCdb(3));
   }
   std::vector<uint8_t> pages;
+  bool supported = false;
   {
     absl::MutexLock lock(&lu.mu);
-    if (!lu.mode.Append(page, subpage, pc, pages)) {
-      return CompleteSense(cmd, InvalidFieldInCdb(2, 5));
-    }
+    supported = lu.mode.Append(page, subpage, pc, pages);
   }
+  if (!supported) return CompleteSense(cmd, InvalidFieldInCdb(2, 5));
   const uint64_t capacity = lu.Capacity();
   std::vector<uint8_t> bd;
   if (!dbd) {
@@ -479,8 +479,8 @@ void Engine::Impl::PersistentReserveOutCmd(const CommandPtr& cmd) {
       }
     }
     if (result.changed && options_.pr_persistence && (aptpl_before || lu.pr.aptpl)) {
+      sequence = ++lu.pr.save_sequence;
       persist = SerializePrState(lu.pr);
-      sequence = ++lu.pr_save_sequence;
     }
   }
   TaskResponse response;
