@@ -20,10 +20,15 @@
 #include "appliance/config/config_db.h"
 #include "appliance/daemon/logging.h"
 #include "appliance/daemon/node.h"
+#include "appliance/daemon/scsi_wiring.h"
 #include "appliance/mgmt/credentials.h"
 #include "appliance/mgmt/rest_server.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
+#include "target/iscsi/options.h"
+#include "target/iscsi/server.h"
+#include "target/scsi/engine.h"
+#include "target/virtual_target/module.h"
 
 ABSL_FLAG(std::string, config, "", "Path of the bootstrap config (textproto).");
 ABSL_FLAG(
@@ -81,9 +86,9 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   LOG(INFO) << "applianced starting: node " << b.node_name() << ", target "
             << b.target_name();
 
-  absl::StatusOr<storage::IoEngine> engine =
+  absl::StatusOr<storage::IoEngine> io_engine =
       ParseIoEngine(absl::GetFlag(FLAGS_io_engine));
-  if (!engine.ok()) return engine.status();
+  if (!io_engine.ok()) return io_engine.status();
 
   absl::StatusOr<std::unique_ptr<config::ConfigDb>> db =
       config::ConfigDb::Open(b.state_dir() + "/configdb");
@@ -92,10 +97,63 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   metrics::MetricsRegistry metrics;
   NodeOptions node_options;
   node_options.bootstrap = b;
-  node_options.io.engine = *engine;
+  node_options.io.engine = *io_engine;
   absl::StatusOr<std::unique_ptr<Node>> node =
       Node::Create(std::move(node_options), std::move(*db), metrics);
   if (!node.ok()) return node.status();
+
+  // The SCSI engine executes commands for the LUNs this node owns; ALUA states
+  // are derived from where each LIF is hosted and who owns the LUN.
+  const std::vector<config::Lif> lifs(b.lifs().begin(), b.lifs().end());
+  scsi::EngineOptions engine_options;
+  engine_options.port_state =
+      std::make_shared<LifPortStateProvider>(lifs, **node);
+  absl::StatusOr<std::unique_ptr<scsi::Engine>> engine =
+      scsi::Engine::Create(std::move(engine_options));
+  if (!engine.ok()) return engine.status();
+  EngineLunBinder binder(**engine);
+  (*node)->AddListener(&binder);
+
+  // The local virtual target module routes each task by the LUN's owner. No
+  // forwarder yet: a standalone node answers for partner-owned LUNs with the
+  // ALUA unavailable sense.
+  virtual_target::Module module(b.node_name(), **engine, **node,
+                                /*forwarder=*/nullptr);
+
+  // iSCSI: one target on every LIF of the pair; this node listens on the LIFs
+  // it hosts and advertises all of them in SendTargets.
+  auto directory = std::make_shared<iscsi::PortalDirectory>();
+  iscsi::TargetConfig target;
+  target.name = b.target_name();
+  target.alias = b.node_name();
+  std::vector<iscsi::PortalConfig> hosted;
+  for (const config::Lif& lif : lifs) {
+    iscsi::PortalConfig portal;
+    portal.address = lif.address();
+    portal.port = static_cast<uint16_t>(lif.port());
+    portal.portal_group_tag = static_cast<uint16_t>(lif.target_portal_group());
+    portal.relative_target_port_id =
+        static_cast<uint16_t>(lif.relative_target_port_id());
+    portal.target_port_group = static_cast<uint16_t>(lif.target_portal_group());
+    target.portal_group_tags.push_back(portal.portal_group_tag);
+    directory->UpsertPortal(portal);
+    if (lif.current_node() == b.node_name()) hosted.push_back(portal);
+  }
+  directory->UpsertTarget(target);
+  absl::StatusOr<std::unique_ptr<iscsi::Server>> iscsi_server =
+      iscsi::Server::Create(iscsi::TargetOptions(), directory, module);
+  if (!iscsi_server.ok()) return iscsi_server.status();
+  std::string portals_text;
+  for (size_t i = 0; i < hosted.size(); ++i) {
+    absl::StatusOr<const iscsi::Portal*> portal =
+        (*iscsi_server)->AddPortal(hosted[i]);
+    if (!portal.ok()) return portal.status();
+    LOG(INFO) << "iSCSI portal " << hosted[i].address << ":"
+              << (*portal)->bound_port() << ",tpgt "
+              << hosted[i].portal_group_tag;
+    absl::StrAppend(&portals_text, hosted[i].address, ":",
+                    (*portal)->bound_port(), "\n");
+  }
 
   // Management endpoint: HTTPS with a bearer token.
   std::string host;
@@ -140,6 +198,11 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s =
+          WriteFileAtomically(b.state_dir() + "/iscsi.portals", portals_text);
+      !s.ok()) {
+    return s;
+  }
 
   LOG(INFO) << "applianced serving";
   int signal_number = 0;
@@ -147,8 +210,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   LOG(INFO) << "signal " << signal_number << ": shutting down";
 
   unlink((b.state_dir() + "/mgmt.url").c_str());
+  unlink((b.state_dir() + "/iscsi.portals").c_str());
   (*rest)->Stop();
-  (*node)->Shutdown();
+  (*iscsi_server)->Shutdown();  // sessions end; their tasks are aborted
+  (*node)->Shutdown();          // LUs leave the engine, stores close
   LOG(INFO) << "applianced stopped";
   return absl::OkStatus();
 }
