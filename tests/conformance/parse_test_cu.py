@@ -5,6 +5,9 @@ Usage:
   parse_test_cu.py OUTPUT.txt                      print "RESULT ALL.Suite.Test" lines
   parse_test_cu.py OUTPUT.txt --expect FILE        also compare with an expectations
                                                    file and exit 1 on a regression
+  parse_test_cu.py OUTPUT.txt ... --junit FILE     also write JUnit XML: one case per
+                                                   test; only regressions are failures,
+                                                   skips and known failures are skipped
 
 A test is "failed" when CUnit reports FAILED for it, "skipped" when it passed but
 printed a [SKIPPED] note (libiscsi's way of skipping: feature absent), else
@@ -74,13 +77,17 @@ def main():
         print(f"{outcome} {name}")
     print(f"conformance: {counts['passed']} passed, {counts['skipped']} skipped, "
           f"{counts['failed']} failed of {len(results)}", file=sys.stderr)
+    expected = {}
+    reasons = {}
+    regressions = []
     if "--expect" in args:
-        expected = {}
         for line in open(args[args.index("--expect") + 1]):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                outcome, name = line.split()
+            text, _, reason = line.partition("#")
+            text = text.strip()
+            if text:
+                outcome, name = text.split()
                 expected[name] = outcome
+                reasons[name] = reason.strip()
         regressions = [n for n, o in expected.items()
                        if o == "passed" and results.get(n) != "passed"]
         for n in regressions:
@@ -90,9 +97,31 @@ def main():
                  if o == "passed" and expected.get(n) != "passed"]
         for n in newly:
             print(f"newly passing (add to expectations): {n}", file=sys.stderr)
-        if regressions:
-            return 1
-    return 0
+    if "--junit" in args:
+        write_junit(args[args.index("--junit") + 1], results, expected, reasons,
+                    set(regressions))
+    return 1 if regressions else 0
+
+
+def write_junit(path, results, expected, reasons, regressions):
+    from xml.sax.saxutils import quoteattr
+    with open(path, "w") as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
+        out.write(f'<testsuite name="iscsi-test-cu" tests="{len(results)}">\n')
+        names = sorted(set(results) | {n for n, o in expected.items() if o == "passed"})
+        for name in names:
+            outcome = results.get(name, "not run")
+            out.write(f'  <testcase name={quoteattr(name)} classname="conformance">')
+            if name in regressions:
+                out.write(f'<failure message={quoteattr("expected passed, got " + outcome)}/>')
+            elif outcome == "skipped":
+                why = reasons.get(name) or "skipped by iscsi-test-cu"
+                out.write(f'<skipped message={quoteattr(why)}/>')
+            elif outcome != "passed":
+                why = "known failure: " + (reasons.get(name) or "not yet fixed")
+                out.write(f'<skipped message={quoteattr(why)}/>')
+            out.write('</testcase>\n')
+        out.write('</testsuite>\n</testsuites>\n')
 
 
 if __name__ == "__main__":
