@@ -172,7 +172,7 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
     if (lif.name().empty() || lif.address().empty()) {
       return absl::InvalidArgumentError("LIF needs name and address");
     }
-    if (lif.port() == 0) lif.set_port(3260);
+    if (!lif.has_port()) lif.set_port(3260);
     if (lif.port() > 65535) {
       return absl::InvalidArgumentError(
           absl::StrCat("LIF '", lif.name(), "' port is out of range"));

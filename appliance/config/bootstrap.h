@@ -23,7 +23,7 @@ absl::StatusOr<NodeBootstrap> LoadBootstrapFile(const std::string& path);
 // Checks what a node needs to start: names, addresses of the form host:port,
 // unique LIF names / relative target port ids / portal groups, LIF home nodes
 // that are this node or its partner, valid seed LUNs. Defaults are filled in
-// (LIF port 3260, current_node = home_node, seed LUN block size 512).
+// (LIF port 3260 when absent, current_node = home_node, seed LUN block size 512).
 absl::Status ValidateAndFillBootstrap(NodeBootstrap& bootstrap);
 
 // Checks a LUN definition's user-settable fields: id <= 16383, name of

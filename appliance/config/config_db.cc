@@ -12,6 +12,8 @@ namespace {
 constexpr char kLunPrefix[] = "lun/";
 constexpr char kNodeSettingsKey[] = "node/settings";
 
+std::string PrKey(const std::string& lu_key) { return "pr/" + lu_key; }
+
 std::string LunKey(uint64_t id) { return absl::StrFormat("lun/%020u", id); }
 
 absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
@@ -113,6 +115,35 @@ absl::Status ConfigDb::DeleteLun(uint64_t id) {
   }
   return FromRocks(db_->Delete(SyncedWrite(), LunKey(id)),
                    absl::StrCat("delete LUN ", id));
+}
+
+absl::StatusOr<std::optional<PrStateRecord>> ConfigDb::GetPrState(
+    const std::string& lu_key) const {
+  absl::StatusOr<std::optional<std::string>> value = Get(PrKey(lu_key));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::optional<PrStateRecord>();
+  PrStateRecord record;
+  if (!record.ParseFromString(**value)) {
+    return absl::DataLossError(
+        absl::StrCat("reservation record of ", lu_key, " does not parse"));
+  }
+  return std::optional<PrStateRecord>(std::move(record));
+}
+
+absl::Status ConfigDb::PutPrState(const std::string& lu_key,
+                                  const PrStateRecord& record) {
+  absl::MutexLock lock(&pr_mu_);
+  absl::StatusOr<std::optional<PrStateRecord>> current = GetPrState(lu_key);
+  if (!current.ok()) return current.status();
+  if (current->has_value() && (*current)->sequence() >= record.sequence()) {
+    return absl::OkStatus();  // a newer state is already stored
+  }
+  return Put(PrKey(lu_key), record.SerializeAsString());
+}
+
+absl::Status ConfigDb::DeletePrState(const std::string& lu_key) {
+  return FromRocks(db_->Delete(SyncedWrite(), PrKey(lu_key)),
+                   absl::StrCat("delete reservation record of ", lu_key));
 }
 
 absl::StatusOr<std::optional<NodeSettings>> ConfigDb::GetNodeSettings() const {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "appliance/config/config.pb.h"
 
 namespace rocksdb {
@@ -43,6 +44,14 @@ class ConfigDb {
   // kNotFound when no LUN has this id.
   absl::Status DeleteLun(uint64_t id);
 
+  // Persistent reservation state (APTPL) of the LU with NAA id lu_key. PutPrState
+  // keeps the record with the highest sequence (saves may arrive out of order).
+  absl::StatusOr<std::optional<PrStateRecord>> GetPrState(
+      const std::string& lu_key) const;
+  absl::Status PutPrState(const std::string& lu_key, const PrStateRecord& record);
+  // Removes it (no error when absent).
+  absl::Status DeletePrState(const std::string& lu_key);
+
   // Empty until first stored.
   absl::StatusOr<std::optional<NodeSettings>> GetNodeSettings() const;
   absl::Status PutNodeSettings(const NodeSettings& settings);
@@ -54,6 +63,8 @@ class ConfigDb {
   absl::Status Put(const std::string& key, const std::string& value);
 
   std::unique_ptr<rocksdb::DB> db_;
+  // Serializes PutPrState's read-compare-write.
+  absl::Mutex pr_mu_;
 };
 
 }  // namespace appliance::config

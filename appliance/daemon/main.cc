@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -20,6 +21,7 @@
 #include "appliance/config/config_db.h"
 #include "appliance/daemon/logging.h"
 #include "appliance/daemon/node.h"
+#include "appliance/daemon/pr_persistence.h"
 #include "appliance/daemon/scsi_wiring.h"
 #include "appliance/mgmt/credentials.h"
 #include "appliance/mgmt/rest_server.h"
@@ -90,16 +92,17 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       ParseIoEngine(absl::GetFlag(FLAGS_io_engine));
   if (!io_engine.ok()) return io_engine.status();
 
-  absl::StatusOr<std::unique_ptr<config::ConfigDb>> db =
+  absl::StatusOr<std::unique_ptr<config::ConfigDb>> opened_db =
       config::ConfigDb::Open(b.state_dir() + "/configdb");
-  if (!db.ok()) return db.status();
+  if (!opened_db.ok()) return opened_db.status();
+  std::shared_ptr<config::ConfigDb> db = std::move(*opened_db);
 
   metrics::MetricsRegistry metrics;
   NodeOptions node_options;
   node_options.bootstrap = b;
   node_options.io.engine = *io_engine;
   absl::StatusOr<std::unique_ptr<Node>> node =
-      Node::Create(std::move(node_options), std::move(*db), metrics);
+      Node::Create(std::move(node_options), db, metrics);
   if (!node.ok()) return node.status();
 
   // The SCSI engine executes commands for the LUNs this node owns; ALUA states
@@ -108,11 +111,15 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   scsi::EngineOptions engine_options;
   engine_options.port_state =
       std::make_shared<LifPortStateProvider>(lifs, **node);
+  // Reservations made with APTPL survive restarts in the configuration database.
+  engine_options.pr_persistence = std::make_shared<ConfigDbPrPersistence>(db);
   absl::StatusOr<std::unique_ptr<scsi::Engine>> engine =
       scsi::Engine::Create(std::move(engine_options));
   if (!engine.ok()) return engine.status();
   EngineLunBinder binder(**engine);
   (*node)->AddListener(&binder);
+  // On every way out (errors included), LUs leave the engine while it exists.
+  absl::Cleanup node_shutdown = [&node] { (*node)->Shutdown(); };
 
   // The local virtual target module routes each task by the LUN's owner. No
   // forwarder yet: a standalone node answers for partner-owned LUNs with the
@@ -213,7 +220,7 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   unlink((b.state_dir() + "/iscsi.portals").c_str());
   (*rest)->Stop();
   (*iscsi_server)->Shutdown();  // sessions end; their tasks are aborted
-  (*node)->Shutdown();          // LUs leave the engine, stores close
+  std::move(node_shutdown).Invoke();  // LUs leave the engine, stores close
   LOG(INFO) << "applianced stopped";
   return absl::OkStatus();
 }

@@ -23,7 +23,7 @@ blockstore::LunIdentity IdentityOf(const config::LunDefinition& lun) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(
-    NodeOptions options, std::unique_ptr<config::ConfigDb> db,
+    NodeOptions options, std::shared_ptr<config::ConfigDb> db,
     metrics::MetricsRegistry& metrics) {
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(db)));
   if (absl::Status s = node->RegisterMetrics(metrics); !s.ok()) return s;
@@ -33,10 +33,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(
   return node;
 }
 
-Node::Node(NodeOptions options, std::unique_ptr<config::ConfigDb> db)
+Node::Node(NodeOptions options, std::shared_ptr<config::ConfigDb> db)
     : options_(std::move(options)), started_(absl::Now()), db_(std::move(db)) {}
 
-Node::~Node() { Shutdown(); }
+Node::~Node() {
+  // Listeners may already be gone: only an explicit Shutdown() tells them.
+  absl::MutexLock lock(&mu_);
+  listeners_.clear();
+  stores_.clear();
+}
 
 absl::Status Node::RegisterMetrics(metrics::MetricsRegistry& metrics) {
   absl::StatusOr<metrics::Counter*> created =
@@ -303,6 +308,9 @@ absl::Status Node::DeleteLun(uint64_t id) {
   // file would be a LUN that cannot come online.
   if (absl::Status s = db_->DeleteLun(id); !s.ok()) return s;
   SetOwner(id, std::nullopt);
+  if (absl::Status s = db_->DeletePrState(lun->naa_id()); !s.ok()) {
+    LOG(WARNING) << "LUN " << id << ": reservation record not removed: " << s;
+  }
   luns_deleted_->Increment();
   absl::Status removed = storage::DeleteBackingFile(BackingPath(*lun));
   if (!removed.ok()) {

@@ -58,14 +58,16 @@ class Node : public mgmt::ManagementBackend,
   // backing file cannot be opened is logged and reported offline; it does not
   // stop the node.
   static absl::StatusOr<std::unique_ptr<Node>> Create(
-      NodeOptions options, std::unique_ptr<config::ConfigDb> db,
+      NodeOptions options, std::shared_ptr<config::ConfigDb> db,
       metrics::MetricsRegistry& metrics);
   ~Node() override;
 
   // Adds a listener and tells it about every LUN already online.
   void AddListener(LunListener* listener);
 
-  // Closes every store (waiting for in-flight I/O). Idempotent.
+  // Tells listeners every LUN goes offline and closes every store (waiting for
+  // in-flight I/O). Idempotent. Call it while the listeners still exist; the
+  // destructor closes stores without telling anyone.
   void Shutdown();
 
   // mgmt::ManagementBackend
@@ -84,7 +86,7 @@ class Node : public mgmt::ManagementBackend,
   std::shared_ptr<blockstore::BlockStore> store(uint64_t id);
 
  private:
-  Node(NodeOptions options, std::unique_ptr<config::ConfigDb> db);
+  Node(NodeOptions options, std::shared_ptr<config::ConfigDb> db);
 
   absl::Status Seed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status OpenOwnedLuns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -103,7 +105,8 @@ class Node : public mgmt::ManagementBackend,
   const NodeOptions options_;
   const absl::Time started_;
   absl::Mutex mu_;
-  std::unique_ptr<config::ConfigDb> db_ ABSL_GUARDED_BY(mu_);
+  // Thread-safe itself; mu_ orders the node's read-modify-write sequences.
+  const std::shared_ptr<config::ConfigDb> db_;
   std::map<uint64_t, std::shared_ptr<blockstore::BlockStore>> stores_
       ABSL_GUARDED_BY(mu_);
   std::vector<LunListener*> listeners_ ABSL_GUARDED_BY(mu_);

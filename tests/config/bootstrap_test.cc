@@ -30,6 +30,14 @@ constexpr char kGood[] = R"pb(
     relative_target_port_id: 2
     target_portal_group: 2
   }
+  lifs {
+    name: "lif-c"
+    address: "127.0.0.4"
+    port: 0
+    home_node: "node-a"
+    relative_target_port_id: 3
+    target_portal_group: 3
+  }
   mgmt_address: "127.0.0.2:8443"
   interconnect_address: "127.0.0.2:7100"
   shared_storage_dir: "/tmp/shared"
@@ -43,6 +51,7 @@ TEST(BootstrapTest, ParsesAndFillsDefaults) {
   ASSERT_TRUE(ValidateAndFillBootstrap(*b).ok());
   EXPECT_EQ(b->lifs(0).port(), 3260u);
   EXPECT_EQ(b->lifs(1).port(), 3261u);
+  EXPECT_EQ(b->lifs(2).port(), 0u);  // explicit 0: the kernel chooses
   EXPECT_EQ(b->lifs(0).current_node(), "node-a");
   EXPECT_EQ(b->lifs(1).current_node(), "node-b");
   EXPECT_EQ(b->seed_luns(0).block_size(), 512u);

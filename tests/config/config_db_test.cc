@@ -84,6 +84,36 @@ TEST(ConfigDbTest, DeleteIsPersistent) {
   EXPECT_EQ((*luns)[0].id(), 2u);
 }
 
+TEST(ConfigDbTest, PrStateKeepsHighestSequenceAcrossReopen) {
+  std::string dir = FreshDir("pr");
+  auto record = [](uint64_t seq, const std::string& state) {
+    PrStateRecord r;
+    r.set_sequence(seq);
+    r.set_state(state);
+    return r;
+  };
+  {
+    auto db = ConfigDb::Open(dir);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->PutPrState("6001405aa", record(2, "two")).ok());
+    // An older save that completes late must not overwrite the newer state.
+    ASSERT_TRUE((*db)->PutPrState("6001405aa", record(1, "one")).ok());
+    ASSERT_TRUE((*db)->PutPrState("6001405bb", record(1, "other")).ok());
+    ASSERT_TRUE((*db)->DeletePrState("6001405bb").ok());
+    ASSERT_TRUE((*db)->DeletePrState("never-stored").ok());
+  }
+  auto db = ConfigDb::Open(dir);
+  ASSERT_TRUE(db.ok());
+  auto pr = (*db)->GetPrState("6001405aa");
+  ASSERT_TRUE(pr.ok());
+  ASSERT_TRUE(pr->has_value());
+  EXPECT_EQ((*pr)->state(), "two");
+  EXPECT_EQ((*pr)->sequence(), 2u);
+  auto gone = (*db)->GetPrState("6001405bb");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+}
+
 TEST(ConfigDbTest, SecondOpenOfSameDirIsRefused) {
   std::string dir = FreshDir("locked");
   auto first = ConfigDb::Open(dir);
