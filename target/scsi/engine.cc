@@ -637,6 +637,15 @@ bool Engine::Impl::WriteProtected(const LogicalUnit& lu) const {
   return lu.options.read_only || lu.software_write_protect;
 }
 
+uint64_t Engine::Impl::MaxWriteSameBlocks(const LogicalUnit& lu) {
+  const uint64_t max_transfer_bytes = lu.options.max_transfer_bytes;
+  uint64_t blocks = lu.options.max_write_same_blocks;
+  if (max_transfer_bytes != 0) {
+    blocks = std::min<uint64_t>(blocks, max_transfer_bytes / lu.block_size);
+  }
+  return blocks;
+}
+
 // ---------------------------------------------------------------------------
 // Task management.
 

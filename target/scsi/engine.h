@@ -59,8 +59,13 @@ struct LogicalUnitOptions {
   uint32_t max_transfer_bytes = 8 * 1024 * 1024;
   uint32_t optimal_transfer_bytes = 1024 * 1024;
   uint8_t max_compare_and_write_blocks = 64;
-  uint32_t max_unmap_blocks = 1u << 22;
+  // Per UNMAP descriptor. Conformance tools treat more than 1M as insane, and
+  // a descriptor holds the LBA range lock for its whole span.
+  uint32_t max_unmap_blocks = 1u << 20;
   uint32_t max_unmap_descriptors = 256;
+  // Reported and enforced as at most the maximum transfer length (in blocks):
+  // initiators may WRITE as many blocks as they may WRITE SAME, and one WRITE
+  // SAME should do no more work than the largest WRITE.
   uint32_t max_write_same_blocks = 1u << 16;
   // Optimal unmap granularity in blocks.
   uint32_t unmap_granularity = 1;

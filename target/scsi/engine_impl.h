@@ -169,6 +169,9 @@ class Engine::Impl {
   std::optional<SenseData> CheckDataOut(const CommandPtr& cmd, uint64_t wanted,
                                         bool exact_only);
   bool WriteProtected(const internal::LogicalUnit& lu) const;
+  // MAXIMUM WRITE SAME LENGTH as reported in VPD 0xB0 and enforced: the
+  // option capped at the maximum transfer length.
+  static uint64_t MaxWriteSameBlocks(const internal::LogicalUnit& lu);
 
   // --- spc.cc ---
   void TestUnitReady(const CommandPtr& cmd);

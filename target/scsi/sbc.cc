@@ -247,7 +247,7 @@ void Engine::Impl::WriteSame(const CommandPtr& cmd) {
     return CompleteSense(cmd, InvalidFieldInCdb(1, (r.flags & 0x04) ? 2 : 1));  // PBDATA/LBDATA
   }
   if (ndob && !unmap) return CompleteSense(cmd, InvalidFieldInCdb(1, 0));
-  if (r.blocks > lu.options.max_write_same_blocks) {
+  if (r.blocks > MaxWriteSameBlocks(lu)) {
     return CompleteSense(cmd, InvalidFieldInCdb(r.length_byte));
   }
   const uint64_t capacity = lu.Capacity();
@@ -398,7 +398,10 @@ void Engine::Impl::CompareAndWrite(const CommandPtr& cmd) {
     return CompleteSense(cmd, InvalidFieldInCdb(13));
   }
   if (auto e = CheckRange(cmd, lba, blocks, 13)) return CompleteSense(cmd, *e);
-  if (auto e = CheckDataOut(cmd, 2 * half, true)) return CompleteSense(cmd, *e);
+  // The data-out is exactly what NUMBER OF LOGICAL BLOCKS describes; when the
+  // initiator sent something else, that field is what is wrong. (libiscsi asks
+  // for 256 blocks with 512 blocks of data-out: the 8-bit field reads 0.)
+  if (cmd->task->data_out.size() != 2 * half) return CompleteSense(cmd, InvalidFieldInCdb(13));
   if (blocks == 0) return CompleteGood(cmd);
   if (WriteProtected(lu)) return CompleteSense(cmd, WriteProtectedSense());
   const bool fua = (cdb[1] & kFua) || !lu.write_cache_enabled;

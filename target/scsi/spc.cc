@@ -177,7 +177,7 @@ void Engine::Impl::Inquiry(const CommandPtr& cmd) {
       w.U32(o.thin_provisioned ? o.max_unmap_descriptors : 0);
       w.U32(o.unmap_granularity);
       w.U32(0);  // UGAVALID=0
-      w.U64(o.max_write_same_blocks);
+      w.U64(MaxWriteSameBlocks(*lu));
       w.Zeros(60 - body.size());
       break;
     }

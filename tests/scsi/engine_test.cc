@@ -195,9 +195,9 @@ TEST_F(EngineTest, VpdBlockLimitsAndProvisioning) {
   EXPECT_EQ(r.data_in[4], 0x01);                              // WSNZ
   EXPECT_EQ(r.data_in[5], 64);                                // max COMPARE AND WRITE
   EXPECT_EQ(GetBe32(&r.data_in[8]), 8u * 1024 * 1024 / 512);  // max transfer
-  EXPECT_EQ(GetBe32(&r.data_in[20]), 1u << 22);               // max unmap LBAs
+  EXPECT_EQ(GetBe32(&r.data_in[20]), 1u << 20);               // max unmap LBAs
   EXPECT_EQ(GetBe32(&r.data_in[24]), 256u);                   // max unmap descriptors
-  EXPECT_EQ(GetBe64(&r.data_in[36]), 1u << 16);               // max WRITE SAME
+  EXPECT_EQ(GetBe64(&r.data_in[36]), 8u * 1024 * 1024 / 512);  // max WRITE SAME
   r = Do(Cdb({0x12, 1, 0xB2, 0, 255, 0}));
   EXPECT_EQ(r.data_in, (std::vector<uint8_t>{0, 0xB2, 0, 4, 0, 0xE4, 0x02, 0}));
   r = Do(Cdb({0x12, 1, 0xB1, 0, 255, 0}));
@@ -416,6 +416,42 @@ TEST_F(EngineTest, WriteSameWritesAndUnmaps) {
   EXPECT_EQ(memory_->Peek(201, 1), block);
 }
 
+// Initiators (libiscsi's WriteSame16.Unmap, Linux zeroing) may WRITE as many
+// blocks as MAXIMUM WRITE SAME LENGTH promises; and a WRITE SAME should not do
+// more work than the largest WRITE. So the reported and enforced limit is
+// capped at the maximum transfer length.
+TEST_F(EngineTest, WriteSameLimitDoesNotExceedMaximumTransferLength) {
+  LogicalUnitOptions options;
+  options.max_transfer_bytes = 1024 * 1024;  // 2048 blocks < max_write_same_blocks
+  ASSERT_TRUE(engine_->AddLogicalUnit(1, memory_, options).ok());
+  auto on_lun1 = [&](const std::vector<uint8_t>& cdb, std::vector<uint8_t> out = {}) {
+    return Exec(*engine_, cdb, std::move(out), a_, 1);
+  };
+  ClearUas(*engine_, a_, 1);
+  auto r = on_lun1(Cdb({0x12, 1, 0xB0, 0, 255, 0}));
+  EXPECT_GOOD(r);
+  const uint32_t max_transfer = GetBe32(&r.data_in[8]);
+  const uint64_t max_write_same = GetBe64(&r.data_in[36]);
+  EXPECT_EQ(max_transfer, 2048u);
+  EXPECT_EQ(max_write_same, max_transfer);
+  // A WRITE of that many blocks works, and so does WRITE SAME; one more is refused.
+  const std::vector<uint8_t> zero(kBlockSize, 0);
+  EXPECT_GOOD(on_lun1(Cdb16(0x8A, 0, max_transfer), Pattern(max_transfer, 1)));
+  EXPECT_GOOD(on_lun1(Cdb16(0x93, 0, max_transfer, 0x08), zero));
+  ExpectInvalidField(on_lun1(Cdb16(0x93, 0, max_transfer + 1, 0x08), zero), 10);
+}
+
+// iscsi-test-cu Inquiry.BlockLimits treats a MAXIMUM UNMAP LBA COUNT above
+// 1M blocks as insane; one UNMAP descriptor also holds the LBA range lock for
+// its whole span, so keep the default bounded.
+TEST_F(EngineTest, MaximumUnmapLbaCountIsBounded) {
+  auto r = Do(Cdb({0x12, 1, 0xB0, 0, 255, 0}));
+  EXPECT_GOOD(r);
+  const uint32_t max_unmap = GetBe32(&r.data_in[20]);
+  EXPECT_GT(max_unmap, 0u);
+  EXPECT_LE(max_unmap, 1u << 20);
+}
+
 TEST_F(EngineTest, WriteSameValidation) {
   ClearUas(*engine_, a_);
   auto block = Pattern(1, 1);
@@ -501,15 +537,32 @@ TEST_F(EngineTest, CompareAndWrite) {
   EXPECT_EQ(SenseOf(r).information, 513u);
   EXPECT_EQ(memory_->Peek(100, 2), new_data);
 
-  // Data-out size must match exactly; length limits; range.
-  EXPECT_SENSE(Do(cdb, Pattern(3, 0)), SenseKey::kIllegalRequest,
-               asc::kInvalidFieldInCommandInformationUnit);
+  // Data-out size must match exactly (see the test below); length limits; range.
+  ExpectInvalidField(Do(cdb, Pattern(3, 0)), 13);
   cdb[13] = 65;
   ExpectInvalidField(Do(cdb, Pattern(130, 0)), 13);
   auto oob = Cdb16(0x89, kBlocks - 1, 0);
   oob[13] = 2;
   EXPECT_SENSE(Do(oob, Pattern(4, 0)), SenseKey::kIllegalRequest,
                asc::kLogicalBlockAddressOutOfRange);
+}
+
+// libiscsi asks for 256 blocks with 2 x 256 blocks of data-out; the 8-bit
+// NUMBER OF LOGICAL BLOCKS field then reads 0. The field disagrees with the
+// data the initiator sent, so the CDB is what is invalid (as for any other
+// count beyond MAXIMUM COMPARE AND WRITE LENGTH), not the transport framing.
+TEST_F(EngineTest, CompareAndWriteDataOutDisagreeingWithBlockCountIsInvalidCdb) {
+  ClearUas(*engine_, a_);
+  EXPECT_GOOD(Do(Cdb10(0x2A, 0, 256), Pattern(256, 9)));
+  auto cdb = Cdb16(0x89, 0, 0);
+  cdb[13] = static_cast<uint8_t>(256);  // truncated to 0
+  ExpectInvalidField(Do(cdb, Pattern(512, 9)), 13);
+  EXPECT_EQ(memory_->Peek(0, 256), Pattern(256, 9));
+  cdb[13] = 2;
+  ExpectInvalidField(Do(cdb, Pattern(3, 0)), 13);
+  // Zero blocks and no data: nothing to do, not an error.
+  cdb[13] = 0;
+  EXPECT_GOOD(Do(cdb));
 }
 
 TEST_F(EngineTest, CompareAndWriteIsAtomicAgainstOtherWriters) {
