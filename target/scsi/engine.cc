@@ -256,10 +256,17 @@ absl::Status Engine::Impl::AddLogicalUnit(uint64_t lun,
   if (bs < 512 || (bs & (bs - 1)) != 0) {
     return absl::InvalidArgumentError("block size must be a power of two >= 512");
   }
+  const uint32_t physical = options.physical_block_bytes;
+  if (physical != 0 && (physical & (physical - 1)) != 0) {
+    return absl::InvalidArgumentError("physical block size must be a power of two");
+  }
   auto lu = std::make_shared<LogicalUnit>();
   lu->lun = lun;
   lu->identity = options.identity.value_or(store->identity());
   lu->block_size = bs;
+  while ((uint64_t{bs} << lu->physical_exponent) < physical && lu->physical_exponent < 15) {
+    ++lu->physical_exponent;
+  }
   lu->store = std::move(store);
   {
     absl::MutexLock lock(&lu->mu);

@@ -67,8 +67,14 @@ struct LogicalUnitOptions {
   // initiators may WRITE as many blocks as they may WRITE SAME, and one WRITE
   // SAME should do no more work than the largest WRITE.
   uint32_t max_write_same_blocks = 1u << 16;
-  // Optimal unmap granularity in blocks.
+  // Optimal unmap granularity in blocks; raised to the physical block when
+  // smaller (the granularity is aligned to LBA 0: UGAVALID=1, alignment 0).
   uint32_t unmap_granularity = 1;
+  // Physical block size reported (READ CAPACITY(16) LOGICAL BLOCKS PER
+  // PHYSICAL BLOCK EXPONENT, VPD 0xB0 granularities), as file-backed LUNs on
+  // 4 KiB-page filesystems have; the lowest aligned LBA is 0. A power of two;
+  // values up to the logical block size report one logical block per physical.
+  uint32_t physical_block_bytes = 4096;
 };
 
 struct EngineOptions {

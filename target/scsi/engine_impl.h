@@ -86,6 +86,10 @@ struct LogicalUnit {
   blockstore::LunIdentity identity;
   LogicalUnitOptions options;
   uint32_t block_size = 512;
+  // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (physical block = block_size <<
+  // physical_exponent).
+  uint8_t physical_exponent = 0;
+  uint32_t blocks_per_physical() const { return 1u << physical_exponent; }
 
   absl::Mutex mu;
   uint64_t num_blocks ABSL_GUARDED_BY(mu) = 0;  // last capacity seen

@@ -101,7 +101,8 @@ void Engine::Impl::ReadCapacity16(const CommandPtr& cmd) {
   std::vector<uint8_t> d(32, 0);
   PutBe64(&d[0], lu.Capacity() - 1);
   PutBe32(&d[8], lu.block_size);
-  if (lu.options.thin_provisioned) d[14] = 0xC0;  // LBPME, LBPRZ
+  d[13] = lu.physical_exponent;  // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+  if (lu.options.thin_provisioned) d[14] = 0xC0;  // LBPME, LBPRZ; LOWEST ALIGNED LBA 0
   CompleteData(cmd, std::move(d));
 }
 

@@ -169,14 +169,14 @@ void Engine::Impl::Inquiry(const CommandPtr& cmd) {
       const uint32_t max_blocks = o.max_transfer_bytes / bs;
       w.U8(0x01);  // WSNZ: WRITE SAME with 0 blocks is not supported
       w.U8(o.max_compare_and_write_blocks);
-      w.U16(1);  // optimal transfer length granularity
+      w.U16(static_cast<uint16_t>(lu->blocks_per_physical()));  // optimal granularity
       w.U32(max_blocks);
       w.U32(std::max<uint32_t>(1, o.optimal_transfer_bytes / bs));
       w.U32(max_blocks);  // maximum prefetch length
       w.U32(o.thin_provisioned ? o.max_unmap_blocks : 0);
       w.U32(o.thin_provisioned ? o.max_unmap_descriptors : 0);
-      w.U32(o.unmap_granularity);
-      w.U32(0);  // UGAVALID=0
+      w.U32(std::max(o.unmap_granularity, lu->blocks_per_physical()));
+      w.U32(0x80000000u);  // UGAVALID=1, UNMAP GRANULARITY ALIGNMENT 0
       w.U64(MaxWriteSameBlocks(*lu));
       w.Zeros(60 - body.size());
       break;

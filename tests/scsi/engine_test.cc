@@ -207,6 +207,55 @@ TEST_F(EngineTest, VpdBlockLimitsAndProvisioning) {
   EXPECT_EQ(r.data_in[7], 0x01);  // LUICLR
 }
 
+// Like file-backed LUNs on 4 KiB-page filesystems, a 512-byte LU presents
+// 4096-byte physical blocks, aligned at LBA 0; VPD 0xB0 says the same.
+TEST_F(EngineTest, PhysicalBlockSizeIsReportedConsistently) {
+  ClearUas(*engine_, a_);
+  auto rc16 = Cdb16(0x9E, 0, 32, 0x10);
+  auto r = Do(rc16);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.data_in[13] & 0x0F, 3);           // LBPPBE
+  EXPECT_EQ(GetBe16(&r.data_in[14]) & 0x3FFF, 0);  // LOWEST ALIGNED LBA
+  r = Do(Cdb({0x12, 1, 0xB0, 0, 255, 0}));
+  EXPECT_EQ(GetBe16(&r.data_in[6]), 8);             // OPTIMAL TRANSFER GRANULARITY
+  EXPECT_EQ(GetBe32(&r.data_in[28]), 8u);           // OPTIMAL UNMAP GRANULARITY
+  EXPECT_EQ(GetBe32(&r.data_in[32]), 0x80000000u);  // UGAVALID, alignment 0
+  // Unaligned deallocation inside one physical block is still accepted.
+  for (uint64_t i = 1; i < 8; ++i) {
+    EXPECT_GOOD(Do(Cdb16(0x93, i, static_cast<uint32_t>(8 - i), 0x09)));
+  }
+  // GET LBA STATUS stays per logical block: the first descriptor starts at
+  // the requested LBA even inside a physical block (SBC-3 5.6).
+  EXPECT_GOOD(Do(Cdb10(0x2A, 16, 16), Pattern(16, 1)));
+  auto gls = Cdb16(0x9E, 17, 24, 0x12);
+  r = Do(gls);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(GetBe64(&r.data_in[8]), 17u);
+  EXPECT_EQ(r.data_in[20], 0);  // mapped
+
+  // A 4096-byte LU: one logical block per physical; a configured 512-byte
+  // physical block on a 512-byte LU too; a non power of two is refused.
+  MemoryBlockStore::Options o;
+  o.block_size = 4096;
+  o.num_blocks = 64;
+  ASSERT_TRUE(engine_->AddLogicalUnit(1, std::make_shared<MemoryBlockStore>(o)).ok());
+  LogicalUnitOptions same;
+  same.physical_block_bytes = 512;
+  ASSERT_TRUE(engine_->AddLogicalUnit(2, memory_, same).ok());
+  LogicalUnitOptions odd;
+  odd.physical_block_bytes = 3000;
+  EXPECT_FALSE(engine_->AddLogicalUnit(3, memory_, odd).ok());
+  for (uint64_t lun : {1, 2}) {
+    ClearUas(*engine_, a_, lun);
+    r = Exec(*engine_, rc16, {}, a_, lun);
+    EXPECT_GOOD(r);
+    EXPECT_EQ(r.data_in[13], 0) << "lun " << lun;
+    r = Exec(*engine_, Cdb({0x12, 1, 0xB0, 0, 255, 0}), {}, a_, lun);
+    EXPECT_EQ(GetBe16(&r.data_in[6]), 1) << "lun " << lun;
+    EXPECT_EQ(GetBe32(&r.data_in[28]), 1u) << "lun " << lun;
+  }
+}
+
 TEST_F(EngineTest, MissingLun) {
   auto r = Exec(*engine_, Cdb({0x12, 0, 0, 0, 96, 0}), {}, a_, 7);
   EXPECT_GOOD(r);
@@ -263,6 +312,7 @@ TEST_F(EngineTest, ReadCapacity10And16AreByteExact) {
   std::vector<uint8_t> e(32, 0);
   PutBe64(&e[0], kBlocks - 1);
   PutBe32(&e[8], kBlockSize);
+  e[13] = 3;     // LBPPBE: 4096-byte physical blocks
   e[14] = 0xC0;  // LBPME, LBPRZ
   EXPECT_EQ(r.data_in, e);
   PutBe32(&cdb[10], 12);
