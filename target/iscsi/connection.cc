@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "target/iscsi/residual.h"
 #include "target/iscsi/text.h"
 
 namespace iscsi {
@@ -619,6 +620,7 @@ void Connection::HandleScsiCommand(Pdu pdu) {
     t.unsolicited_end =
         cmd.final_bit ? imm : std::min(params_.first_burst_length, write_length);
     t.unsolicited_next = imm;
+    t.unsolicited_open = !cmd.final_bit;
     t.next_r2t_offset = t.unsolicited_end;
   }
   if (t.received < write_length) {
@@ -660,24 +662,59 @@ void Connection::HandleDataOut(Pdu pdu) {
   }
   PendingTask& t = it->second;
   const uint32_t len = static_cast<uint32_t>(pdu.data.size());
-  if (len == 0) return;
-  if (d.ttt == kReservedTag) {
-    if (d.buffer_offset != t.unsolicited_next ||
-        uint64_t{d.buffer_offset} + len > t.unsolicited_end) {
-      SendReject(pdu, RejectReason::kInvalidPduField);
-      return;
+  // Each sequence (the unsolicited burst, or the answer to one R2T) numbers its
+  // Data-Out PDUs from 0. An out-of-order DataSN means an earlier PDU was lost
+  // to a digest error (RFC 7143 §7.4). Without recovery R2Ts (ERL 0) the task
+  // ends with CHECK CONDITION, "protocol service CRC error", after the
+  // initiator has sent all its data (§7.8.2); the connection stays up.
+  constexpr DataOutFailure kCrcError{0x47, 0x05};
+  constexpr DataOutFailure kUnexpectedUnsolicited{0x0c, 0x0c};
+  constexpr DataOutFailure kIncorrectAmount{0x0c, 0x0d};
+  std::optional<DataOutFailure> failure;
+  if (t.failure) {
+    // Already failed: only the end of each sequence matters now.
+  } else if (d.ttt == kReservedTag) {
+    if (d.data_sn != t.unsolicited_data_sn) {
+      failure = kCrcError;
+    } else if (d.buffer_offset != t.unsolicited_next ||
+               uint64_t{d.buffer_offset} + len > t.unsolicited_end) {
+      failure = kUnexpectedUnsolicited;
+    } else {
+      ++t.unsolicited_data_sn;
+      t.unsolicited_next += len;
+      // The burst is min(FirstBurstLength, EDTL): ending it early leaves a hole
+      // no R2T will ever cover.
+      if (d.final_bit && t.unsolicited_next != t.unsolicited_end) failure = kIncorrectAmount;
     }
-    t.unsolicited_next += len;
   } else {
     auto r = t.r2ts.find(d.ttt);
-    if (r == t.r2ts.end() || d.buffer_offset != r->second.offset + r->second.received ||
-        uint64_t{r->second.received} + len > r->second.length) {
-      SendReject(pdu, RejectReason::kInvalidPduField);
-      return;
+    if (r == t.r2ts.end()) {
+      failure = kIncorrectAmount;
+    } else if (d.data_sn != r->second.next_data_sn) {
+      failure = kCrcError;
+    } else if (d.buffer_offset != r->second.offset + r->second.received ||
+               uint64_t{r->second.received} + len > r->second.length) {
+      failure = kIncorrectAmount;
+    } else {
+      ++r->second.next_data_sn;
+      r->second.received += len;
+      if (d.final_bit && r->second.received != r->second.length) failure = kIncorrectAmount;
+      if (r->second.received == r->second.length) t.r2ts.erase(r);
     }
-    r->second.received += len;
-    if (r->second.received == r->second.length) t.r2ts.erase(r);
   }
+  if (d.final_bit) {
+    if (d.ttt == kReservedTag) {
+      t.unsolicited_open = false;
+    } else {
+      t.r2ts.erase(d.ttt);
+    }
+  }
+  if (failure) t.failure = failure;
+  if (t.failure) {
+    MaybeEndFailedDataOut(t);
+    return;
+  }
+  if (len == 0) return;
   std::copy(pdu.data.begin(), pdu.data.end(),
             t.task->data_out.begin() + d.buffer_offset);
   t.received += len;
@@ -686,6 +723,14 @@ void Connection::HandleDataOut(Pdu pdu) {
   } else {
     SendR2ts(t);
   }
+}
+
+void Connection::MaybeEndFailedDataOut(PendingTask& t) {
+  if (t.unsolicited_open || !t.r2ts.empty()) return;
+  const uint32_t itt = t.itt;
+  const DataOutFailure f = *t.failure;
+  FinishTask(itt);
+  SendCheckCondition(itt, /*ABORTED COMMAND*/ 0x0b, f.asc, f.ascq);
 }
 
 void Connection::Submit(PendingTask& t) {
@@ -717,24 +762,26 @@ void Connection::OnTaskComplete(uint32_t itt, scsi::TaskResponse r) {
   FinishTask(itt);
   if (r.aborted) return;  // task management answers for it
 
-  const uint32_t read_expected = t.read ? (t.write ? t.bidi_read_length.value_or(0) : t.edtl) : 0;
+  // RFC 7143 §11.4.5: transfer min(expected, wanted) in each direction and
+  // report the difference as overflow (the command wanted more than the
+  // initiator's Expected Data Transfer Length) or underflow (less).
+  const uint32_t read_expected =
+      t.read ? (t.write ? t.bidi_read_length.value_or(0) : t.edtl) : 0;
   std::vector<uint8_t>& data = r.data_in;
+  // An executor that returns more than asked (or reports the length it would
+  // have returned) is overflow; the initiator never gets more than it expects.
+  const uint32_t read_wanted = static_cast<uint32_t>(std::min<uint64_t>(
+      std::max<uint64_t>(r.wanted_data_in_length, data.size()), UINT32_MAX));
   if (data.size() > read_expected) data.resize(read_expected);
   const uint32_t data_len = static_cast<uint32_t>(data.size());
-  // Read residual (underflow only: the SCSI layer never returns more than asked).
-  const bool read_underflow = t.read && data_len < read_expected;
-  const uint32_t read_residual = read_underflow ? read_expected - data_len : 0;
-  // Write residual from what the command wanted vs what the initiator sent.
-  bool write_over = false, write_under = false;
-  uint32_t write_residual = 0;
+  const Residual read_residual =
+      t.read ? ComputeResidual(read_expected, read_wanted, data_len) : Residual();
+  // Write residual from what the command wanted vs what the initiator sent: the
+  // command consumed min(wanted, EDTL) of it.
+  Residual write_residual;
   if (t.write && r.wanted_data_out_length != 0) {
-    if (r.wanted_data_out_length > t.edtl) {
-      write_over = true;
-      write_residual = r.wanted_data_out_length - t.edtl;
-    } else if (r.wanted_data_out_length < t.edtl) {
-      write_under = true;
-      write_residual = t.edtl - r.wanted_data_out_length;
-    }
+    write_residual = ComputeResidual(t.edtl, r.wanted_data_out_length,
+                                     std::min(t.edtl, r.wanted_data_out_length));
   }
   const bool status_in_data = r.sense.empty() && data_len > 0 && !t.write;
 
@@ -761,8 +808,9 @@ void Connection::OnTaskComplete(uint32_t itt, scsi::TaskResponse r) {
       d.status_present = true;
       d.status = static_cast<uint8_t>(r.status);
       d.stat_sn = stat_sn_++;
-      d.underflow = read_underflow;
-      d.residual_count = read_residual;
+      d.overflow = read_residual.overflow;
+      d.underflow = read_residual.underflow;
+      d.residual_count = read_residual.count;
     }
     Send(Encode(d), std::vector<uint8_t>(data.begin() + offset, data.begin() + offset + n));
     offset += n;
@@ -778,16 +826,18 @@ void Connection::OnTaskComplete(uint32_t itt, scsi::TaskResponse r) {
   rsp.max_cmd_sn = max_cmd_sn_;
   rsp.exp_data_sn = data_sn;
   if (t.write) {
-    rsp.overflow = write_over;
-    rsp.underflow = write_under;
-    rsp.residual_count = write_residual;
+    rsp.overflow = write_residual.overflow;
+    rsp.underflow = write_residual.underflow;
+    rsp.residual_count = write_residual.count;
     if (t.read) {
-      rsp.bidi_underflow = read_underflow;
-      rsp.bidi_read_residual_count = read_residual;
+      rsp.bidi_overflow = read_residual.overflow;
+      rsp.bidi_underflow = read_residual.underflow;
+      rsp.bidi_read_residual_count = read_residual.count;
     }
   } else if (t.read) {
-    rsp.underflow = read_underflow;
-    rsp.residual_count = read_residual;
+    rsp.overflow = read_residual.overflow;
+    rsp.underflow = read_residual.underflow;
+    rsp.residual_count = read_residual.count;
   }
   Send(Encode(rsp), r.sense.empty() ? std::vector<uint8_t>() : SenseSegment(r.sense));
 }

@@ -77,10 +77,17 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   void Drop(const char* reason) { Close(reason); }
 
  private:
+  // How a task whose data-out went wrong ends (RFC 7143 §11.4.7.2 iSCSI
+  // conditions, sense key ABORTED COMMAND).
+  struct DataOutFailure {
+    uint8_t asc = 0;
+    uint8_t ascq = 0;
+  };
   struct R2tState {
     uint32_t offset = 0;
     uint32_t length = 0;
     uint32_t received = 0;
+    uint32_t next_data_sn = 0;  // DataSN of the next Data-Out answering it
   };
   struct PendingTask {
     uint32_t itt = 0;
@@ -96,6 +103,11 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
     uint32_t unsolicited_end = 0;      // unsolicited data covers [0, this)
     uint32_t unsolicited_next = 0;     // next unsolicited offset expected
     uint32_t next_r2t_offset = 0;      // start of the data not yet solicited
+    uint32_t unsolicited_data_sn = 0;  // DataSN of the next unsolicited Data-Out
+    bool unsolicited_open = false;     // unsolicited Data-Out still to come (no F yet)
+    // Set when a Data-Out could not be used (lost PDU implied by its DataSN, bad
+    // offset): the sense the task ends with once the initiator stops sending.
+    std::optional<DataOutFailure> failure;
     uint32_t data_sn = 0;              // DataSN / R2TSN counter
     std::map<uint32_t, R2tState> r2ts;  // by TTT
     bool submitted = false;
@@ -118,6 +130,9 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   void HandleNopOut(const Pdu& pdu);
   void HandleScsiCommand(Pdu pdu);
   void HandleDataOut(Pdu pdu);
+  // Ends a task whose data-out failed with CHECK CONDITION once every sequence
+  // it has open (unsolicited burst, outstanding R2Ts) saw its final PDU.
+  void MaybeEndFailedDataOut(PendingTask& t);
   void HandleTaskMgmt(const Pdu& pdu);
   void HandleText(const Pdu& pdu);
   void HandleLogout(const Pdu& pdu);

@@ -73,9 +73,17 @@ struct Task {
   TaskAttribute attribute = TaskAttribute::kSimple;
   // Unique among the nexus's outstanding tasks (iSCSI: the Initiator Task Tag).
   uint64_t tag = 0;
-  // How many bytes of data-in the initiator will accept (allocation limit).
+  // How many bytes of data-in the initiator will accept (iSCSI: the Expected
+  // Data Transfer Length). An executor need not produce data beyond it (a READ
+  // may read only min(this, the CDB's transfer length)), but it reports the full
+  // length the command called for in TaskResponse::wanted_data_in_length.
   uint32_t expected_data_in_length = 0;
-  // All of the command's data-out, gathered by the transport.
+  // All of the command's data-out that the initiator sent, gathered by the
+  // transport: exactly its expected data-out length, which may differ from what
+  // the CDB calls for. Longer: the executor uses the prefix it needs. Shorter:
+  // the executor transfers only what is there (e.g. a WRITE writes the whole
+  // blocks present, GOOD status; a partial block is INVALID FIELD IN COMMAND
+  // INFORMATION UNIT). Either way it sets wanted_data_out_length.
   std::vector<uint8_t> data_out;
 };
 
@@ -86,6 +94,13 @@ struct TaskResponse {
   // Data for the initiator; never longer than expected_data_in_length. Shorter
   // means underflow: the transport reports the residual.
   std::vector<uint8_t> data_in;
+  // For a command that returns data-in: how many bytes it called for (the CDB's
+  // transfer length in bytes, or the allocation-limited length of the data it
+  // built) before truncation to expected_data_in_length, so the transport can
+  // report overflow. 0 when not reported: data_in.size() is then taken as the
+  // whole of it. (Added after the first version of this contract; an executor
+  // that leaves it 0 behaves as before.)
+  uint32_t wanted_data_in_length = 0;
   // For a command that needed data-out: how many bytes it wanted (the CDB's
   // transfer length in bytes), so the transport can report over/underflow.
   // 0 when not applicable.

@@ -205,13 +205,23 @@ class FakeTaskRouter : public scsi::TaskRouter {
         if (lba + count > blocks) return Check(0x05, 0x21, 0x00);
         const uint64_t bytes = count * kBlockSize;
         absl::MutexLock l(&disk_mu_);
+        // As task.h asks: a write shorter than the CDB writes the whole blocks
+        // the initiator sent; a read produces at most what the initiator takes
+        // and reports the full length it called for.
         if (write) {
           r.wanted_data_out_length = static_cast<uint32_t>(bytes);
           const size_t n = std::min<size_t>(bytes, t.data_out.size());
+          if (n % kBlockSize != 0) {
+            scsi::TaskResponse partial = Check(0x05, 0x0e, 0x03);
+            partial.wanted_data_out_length = r.wanted_data_out_length;
+            return partial;
+          }
           std::memcpy(disk_.data() + lba * kBlockSize, t.data_out.data(), n);
         } else {
+          r.wanted_data_in_length = static_cast<uint32_t>(bytes);
+          const size_t n = std::min<size_t>(bytes, t.expected_data_in_length);
           r.data_in.assign(disk_.begin() + lba * kBlockSize,
-                           disk_.begin() + lba * kBlockSize + bytes);
+                           disk_.begin() + lba * kBlockSize + n);
         }
         return r;
       }

@@ -270,10 +270,12 @@ TEST_F(ServerTest, WriteWithR2tAndReadBackWithDataDigests) {
       R2t r2t;
       ASSERT_TRUE(Decode(pdu->bhs, &r2t).ok());
       EXPECT_LE(r2t.desired_data_transfer_length, 8192u);
+      uint32_t data_sn = 0;  // each R2T's sequence counts from 0
       for (uint32_t off = 0; off < r2t.desired_data_transfer_length; off += 4096) {
         DataOut d;
         d.itt = 0x10;
         d.ttt = r2t.ttt;
+        d.data_sn = data_sn++;
         d.buffer_offset = r2t.buffer_offset + off;
         const uint32_t n = std::min<uint32_t>(4096, r2t.desired_data_transfer_length - off);
         d.final_bit = off + n == r2t.desired_data_transfer_length;
@@ -536,6 +538,248 @@ TEST_F(ServerTest, AsyncLogoutRequestAndLogout) {
   EXPECT_EQ(lr.response, 0);
   EXPECT_TRUE(c.WaitClosed());
   EXPECT_TRUE(WaitFor([&] { return server_->session_count() == 0; }));
+}
+
+// What an initiator sees at the end of a command.
+struct Outcome {
+  bool ok = false;  // a SCSI Response / final Data-In arrived
+  uint8_t status = 0xff;
+  bool overflow = false;
+  bool underflow = false;
+  uint32_t residual = 0;
+  std::vector<uint8_t> data;  // Data-In payload, in order
+};
+
+// Sends a read-direction command and gathers its Data-In and status.
+Outcome RunRead(Client& c, uint32_t itt, const std::vector<uint8_t>& cdb, uint32_t edtl) {
+  c.Send(Encode(c.Command(itt, cdb, edtl, true, false)));
+  Outcome o;
+  while (auto pdu = c.Read()) {
+    if (pdu->bhs.opcode() == static_cast<uint8_t>(Opcode::kDataIn)) {
+      DataIn d;
+      if (!Decode(pdu->bhs, &d).ok() || d.buffer_offset != o.data.size()) return o;
+      o.data.insert(o.data.end(), pdu->data.begin(), pdu->data.end());
+      if (!d.status_present) continue;
+      o.ok = true;
+      o.status = d.status;
+      o.overflow = d.overflow;
+      o.underflow = d.underflow;
+      o.residual = d.residual_count;
+      return o;
+    }
+    ScsiResponse rsp;
+    if (!Decode(pdu->bhs, &rsp).ok()) return o;
+    o.ok = true;
+    o.status = rsp.status;
+    o.overflow = rsp.overflow;
+    o.underflow = rsp.underflow;
+    o.residual = rsp.residual_count;
+    return o;
+  }
+  return o;
+}
+
+// Sends a write-direction command with EDTL = data.size(): up to 4 KiB as
+// immediate data, the rest in 4 KiB Data-Out PDUs answering R2Ts.
+Outcome RunWrite(Client& c, uint32_t itt, const std::vector<uint8_t>& cdb,
+                 const std::vector<uint8_t>& data) {
+  const uint32_t edtl = static_cast<uint32_t>(data.size());
+  const uint32_t imm = std::min<uint32_t>(edtl, 4096);
+  c.Send(Encode(c.Command(itt, cdb, edtl, false, true)),
+         std::vector<uint8_t>(data.begin(), data.begin() + imm));
+  Outcome o;
+  while (auto pdu = c.Read()) {
+    if (pdu->bhs.opcode() == static_cast<uint8_t>(Opcode::kR2t)) {
+      R2t r2t;
+      if (!Decode(pdu->bhs, &r2t).ok()) return o;
+      uint32_t sn = 0;
+      for (uint32_t off = 0; off < r2t.desired_data_transfer_length; off += 4096) {
+        DataOut d;
+        d.itt = itt;
+        d.ttt = r2t.ttt;
+        d.data_sn = sn++;
+        d.buffer_offset = r2t.buffer_offset + off;
+        const uint32_t n = std::min<uint32_t>(4096, r2t.desired_data_transfer_length - off);
+        d.final_bit = off + n == r2t.desired_data_transfer_length;
+        c.Send(Encode(d), std::vector<uint8_t>(data.begin() + d.buffer_offset,
+                                               data.begin() + d.buffer_offset + n));
+      }
+      continue;
+    }
+    ScsiResponse rsp;
+    if (!Decode(pdu->bhs, &rsp).ok()) return o;
+    o.ok = true;
+    o.status = rsp.status;
+    o.overflow = rsp.overflow;
+    o.underflow = rsp.underflow;
+    o.residual = rsp.residual_count;
+    return o;
+  }
+  return o;
+}
+
+// RFC 7143 §11.4.5: the target transfers min(EDTL, what the CDB calls for) and
+// reports the difference: O when the CDB wanted more, U when it wanted less.
+TEST_F(ServerTest, ReadResidualsWhenEdtlDiffersFromTheCdb) {
+  Start();
+  Client c(port_);
+  ASSERT_EQ(c.Login({}).status_class, 0);
+  std::vector<uint8_t> pattern(1024);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<uint8_t>(i * 7 + 3);
+  ASSERT_EQ(RunWrite(c, 1, Write10(40, 2), pattern).status, 0);
+
+  Outcome o = RunRead(c, 2, Read10(40, 1), 0);  // EDTL 0: nothing can be sent
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_FALSE(o.underflow);
+  EXPECT_EQ(o.residual, 512u);
+  EXPECT_TRUE(o.data.empty());
+
+  o = RunRead(c, 3, Read10(40, 1), 200);  // less than one block
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_EQ(o.residual, 312u);
+  EXPECT_EQ(o.data, std::vector<uint8_t>(pattern.begin(), pattern.begin() + 200));
+
+  o = RunRead(c, 4, Read10(40, 2), 512);  // two blocks, room for one
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_EQ(o.residual, 512u);
+  EXPECT_EQ(o.data, std::vector<uint8_t>(pattern.begin(), pattern.begin() + 512));
+
+  o = RunRead(c, 5, Read10(40, 1), 10000);  // more room than needed
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_FALSE(o.overflow);
+  EXPECT_TRUE(o.underflow);
+  EXPECT_EQ(o.residual, 10000u - 512u);
+  EXPECT_EQ(o.data.size(), 512u);
+
+  o = RunRead(c, 6, Read10(40, 2), 1024);  // exact: no residual
+  ASSERT_TRUE(o.ok);
+  EXPECT_FALSE(o.overflow || o.underflow);
+  EXPECT_EQ(o.residual, 0u);
+  EXPECT_EQ(o.data, pattern);
+}
+
+TEST_F(ServerTest, WriteResidualsWhenEdtlDiffersFromTheCdb) {
+  Start();
+  Client c(port_);
+  ASSERT_EQ(c.Login({}).status_class, 0);
+  const std::vector<uint8_t> a(1024, 'a'), b(10000, 'b');
+
+  ASSERT_EQ(RunWrite(c, 1, Write10(60, 2), a).status, 0);
+  // EDTL 0 for a one-block write: nothing sent, one block of overflow.
+  Outcome o = RunWrite(c, 2, Write10(60, 1), {});
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_EQ(o.residual, 512u);
+  // Two blocks in the CDB, one block of data: only that block is written.
+  o = RunWrite(c, 3, Write10(60, 2), std::vector<uint8_t>(b.begin(), b.begin() + 512));
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_FALSE(o.underflow);
+  EXPECT_EQ(o.residual, 512u);
+  Outcome back = RunRead(c, 4, Read10(60, 2), 1024);
+  ASSERT_TRUE(back.ok);
+  EXPECT_EQ(std::vector<uint8_t>(back.data.begin(), back.data.begin() + 512),
+            std::vector<uint8_t>(512, 'b'));
+  EXPECT_EQ(std::vector<uint8_t>(back.data.begin() + 512, back.data.end()),
+            std::vector<uint8_t>(512, 'a'));
+  // One block in the CDB, 10000 bytes sent (immediate + R2T): underflow, and
+  // only one block written.
+  o = RunWrite(c, 5, Write10(61, 1), b);
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_FALSE(o.overflow);
+  EXPECT_TRUE(o.underflow);
+  EXPECT_EQ(o.residual, 10000u - 512u);
+  back = RunRead(c, 6, Read10(62, 1), 512);
+  EXPECT_EQ(back.data, std::vector<uint8_t>(512, 0));
+  // A partial block is refused by the executor; the overflow is still reported.
+  o = RunWrite(c, 7, Write10(60, 1), std::vector<uint8_t>(200, 'c'));
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0x02);
+  EXPECT_TRUE(o.overflow);
+  EXPECT_EQ(o.residual, 312u);
+}
+
+// libiscsi's iSCSIDataSnInvalid: a Data-Out whose DataSN is not the next in its
+// sequence means an earlier PDU was lost. At ErrorRecoveryLevel 0 the target
+// waits for the rest of the data (the F bit), then ends the task with CHECK
+// CONDITION, ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR, without executing
+// it; the session stays usable.
+TEST_F(ServerTest, DataOutWithWrongDataSnFailsTheCommandNotTheSession) {
+  Start();
+  Client c(port_);
+  ASSERT_EQ(c.Login({}).status_class, 0);
+  // Each case: the DataSNs of two 512-byte Data-Outs answering one R2T.
+  const std::vector<std::pair<uint32_t, uint32_t>> cases = {
+      {0, 0}, {1, 0}, {27, 1}, {0xffffffffu, 1}, {0, 2}};
+  uint32_t itt = 0x40;
+  for (const auto& [first_sn, second_sn] : cases) {
+    const uint64_t before = router_.commands();
+    c.Send(Encode(c.Command(itt, Write10(70, 2), 1024, false, true)));
+    auto pdu = c.Read();
+    ASSERT_TRUE(pdu);
+    R2t r2t;
+    ASSERT_TRUE(Decode(pdu->bhs, &r2t).ok());
+    ASSERT_EQ(r2t.desired_data_transfer_length, 1024u);
+    for (uint32_t off : {0u, 512u}) {
+      DataOut d;
+      d.itt = itt;
+      d.ttt = r2t.ttt;
+      d.data_sn = off == 0 ? first_sn : second_sn;
+      d.buffer_offset = off;
+      d.final_bit = off == 512;
+      c.Send(Encode(d), std::vector<uint8_t>(512, 'x'));
+      if (off == 0) {
+        // Nothing is answered before the sequence ends.
+        EXPECT_FALSE(c.Read(50)) << first_sn;
+      }
+    }
+    pdu = c.Read();
+    ASSERT_TRUE(pdu);
+    ASSERT_EQ(pdu->bhs.opcode(), static_cast<uint8_t>(Opcode::kScsiResponse)) << first_sn;
+    ScsiResponse rsp;
+    ASSERT_TRUE(Decode(pdu->bhs, &rsp).ok());
+    EXPECT_EQ(rsp.itt, itt);
+    EXPECT_EQ(rsp.status, 0x02);
+    ASSERT_EQ(pdu->data.size(), 20u);
+    EXPECT_EQ(pdu->data[2 + 2], 0x0b);   // ABORTED COMMAND
+    EXPECT_EQ(pdu->data[2 + 12], 0x47);  // PROTOCOL SERVICE CRC ERROR
+    EXPECT_EQ(pdu->data[2 + 13], 0x05);
+    EXPECT_EQ(router_.commands(), before);  // never executed
+    ++itt;
+  }
+  // Unsolicited data (immediate + Data-Out, InitialR2T=No) with a bad DataSN.
+  // (The default login keeps InitialR2T=Yes, so use a second session.)
+  Client u(port_);
+  ASSERT_EQ(u.Login({{"InitialR2T", "No"}}, {0x80, 0, 0, 0, 0, 7}).status_class, 0);
+  auto cmd = u.Command(0x50, Write10(70, 2), 1024, false, true);
+  cmd.final_bit = false;
+  u.Send(Encode(cmd));
+  DataOut d;
+  d.itt = 0x50;
+  d.data_sn = 5;
+  d.final_bit = true;
+  u.Send(Encode(d), std::vector<uint8_t>(1024, 'z'));
+  auto pdu = u.Read();
+  ASSERT_TRUE(pdu);
+  ScsiResponse rsp;
+  ASSERT_TRUE(Decode(pdu->bhs, &rsp).ok());
+  EXPECT_EQ(rsp.status, 0x02);
+  // The session still works: a correct write goes through.
+  Outcome o = RunWrite(c, itt, Write10(70, 2), std::vector<uint8_t>(1024, 'w'));
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.status, 0);
+  Outcome back = RunRead(c, itt + 1, Read10(70, 2), 1024);
+  EXPECT_EQ(back.data, std::vector<uint8_t>(1024, 'w'));
 }
 
 }  // namespace
