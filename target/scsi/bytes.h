@@ -42,6 +42,23 @@ inline void PutBe64(uint8_t* p, uint64_t v) {
   PutBe32(p + 4, static_cast<uint32_t>(v));
 }
 
+// Hex digits to bytes ("600a09" -> {0x60, 0x0a, 0x09}); empty on a bad digit.
+inline std::vector<uint8_t> HexToBytes(std::string_view hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return {};
+    out.push_back(static_cast<uint8_t>((hi << 4) | lo));
+  }
+  return out;
+}
+
 // Appends to a growing parameter-data buffer.
 class ByteWriter {
  public:

@@ -59,6 +59,15 @@ std::vector<CommandInfo> BuildTable() {
       {0x5A, -1, 10, "MODE SENSE(10)", &I::ModeSense, RA::kRead, false,
        AluaClass::kStandby, false, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0},
        kTimeout},
+      {0x83, 0x00, 16, "EXTENDED COPY(LID1)", &I::ExtendedCopy, RA::kWrite, false,
+       AluaClass::kActive, false,
+       {0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 60},
+      {0x84, 0x00, 16, "RECEIVE COPY STATUS(LID1)", &I::ReceiveCopyResults, RA::kRead,
+       false, AluaClass::kActive, false,
+       {0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, kTimeout},
+      {0x84, 0x03, 16, "RECEIVE COPY OPERATING PARAMETERS", &I::ReceiveCopyResults,
+       RA::kRead, false, AluaClass::kActive, false,
+       {0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, kTimeout},
       {0xA0, -1, 12, "REPORT LUNS", &I::ReportLuns, RA::kAllowed, true,
        AluaClass::kAny, true, {0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
        kTimeout},
@@ -561,6 +570,11 @@ void Engine::Impl::CompleteConflict(const CommandPtr& cmd) {
 
 void Engine::Impl::CompleteStorageError(const CommandPtr& cmd, const absl::Status& status,
                                         bool write, uint64_t lba) {
+  CompleteSense(cmd, StorageErrorSense(status, write, lba));
+}
+
+SenseData Engine::Impl::StorageErrorSense(const absl::Status& status, bool write,
+                                          uint64_t lba) {
   SenseData s;
   switch (status.code()) {
     case absl::StatusCode::kDataLoss:
@@ -586,7 +600,7 @@ void Engine::Impl::CompleteStorageError(const CommandPtr& cmd, const absl::Statu
       s.code = asc::kInternalTargetFailure;
       break;
   }
-  CompleteSense(cmd, s);
+  return s;
 }
 
 bool Engine::Impl::Aborted(const CommandPtr& cmd) {
@@ -681,6 +695,9 @@ void Engine::Impl::ResetLu(LogicalUnit& lu, Asc code,
   std::vector<CommandPtr> tasks(lu.tasks.begin(), lu.tasks.end());
   for (const auto& t : tasks) AbortLocked(lu, t, barrier, to_complete);
   lu.spc2_holder.reset();
+  for (auto it = lu.copies.begin(); it != lu.copies.end();) {
+    it = it->second.in_progress ? std::next(it) : lu.copies.erase(it);
+  }
   lu.mode.RestoreSaved();
   lu.descriptor_sense = lu.mode.descriptor_sense();
   lu.write_cache_enabled = lu.mode.write_cache_enabled();
@@ -771,6 +788,9 @@ void Engine::Impl::ManageTasks(TmfRequest request, TmfCompletion done) {
           if (t->nexus_key == key) AbortLocked(*each, t, barrier, &to_complete);
         }
         if (each->spc2_holder == key) each->spc2_holder.reset();
+        for (auto it = each->copies.begin(); it != each->copies.end();) {
+          it = it->first.first == key ? each->copies.erase(it) : std::next(it);
+        }
         auto it = each->nexuses.find(key);
         if (it != each->nexuses.end()) QueueUa(it->second, asc::kItNexusLossOccurred);
       }

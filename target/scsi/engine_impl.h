@@ -75,6 +75,17 @@ struct RangeWaiter {
   absl::AnyInvocable<void() &&> granted;
 };
 
+// RECEIVE COPY RESULTS (COPY STATUS) data of one EXTENDED COPY, kept per
+// (I_T nexus, LIST IDENTIFIER) while it runs and, with LIST ID USAGE 00b,
+// until read once; dropped on I_T nexus loss and logical unit reset.
+struct CopyStatus {
+  bool in_progress = true;
+  bool failed = false;
+  bool hold = true;
+  uint16_t segments_processed = 0;
+  uint64_t bytes_transferred = 0;
+};
+
 struct NexusState {
   std::shared_ptr<const ItNexus> nexus;
   std::deque<Asc> unit_attentions;
@@ -100,6 +111,7 @@ struct LogicalUnit {
   std::optional<std::string> spc2_holder ABSL_GUARDED_BY(mu);  // nexus key
   std::vector<CommandPtr> range_holders ABSL_GUARDED_BY(mu);
   std::deque<RangeWaiter> range_waiters ABSL_GUARDED_BY(mu);
+  std::map<std::pair<std::string, uint8_t>, CopyStatus> copies ABSL_GUARDED_BY(mu);
 
   // Mirrors of mode page bits read on the I/O path without the lock.
   std::atomic<bool> descriptor_sense{false};
@@ -145,6 +157,8 @@ class Engine::Impl {
   void CompleteConflict(const CommandPtr& cmd);
   void CompleteStorageError(const CommandPtr& cmd, const absl::Status& status,
                             bool write, uint64_t lba);
+  // The sense CompleteStorageError reports for a failed BlockStore call.
+  static SenseData StorageErrorSense(const absl::Status& status, bool write, uint64_t lba);
   SenseFormat FormatFor(const CommandPtr& cmd) const;
   // Runs fn once [lba, lba+blocks) is exclusively held by cmd (released when
   // cmd completes). fn is dropped and cmd completed as aborted if it is
@@ -211,6 +225,10 @@ class Engine::Impl {
   void OrWrite(const CommandPtr& cmd);
   void ReadDefectData(const CommandPtr& cmd);
 
+  // --- copy_manager.cc ---
+  void ExtendedCopy(const CommandPtr& cmd);
+  void ReceiveCopyResults(const CommandPtr& cmd);
+
  private:
   // Aborts (marks) a task; the caller holds lu.mu. Waiting tasks are moved to
   // *to_complete to be completed as aborted once the lock is released.
@@ -224,6 +242,10 @@ class Engine::Impl {
                std::vector<CommandPtr>* to_complete);
   void WriteSameChunks(const CommandPtr& cmd, uint64_t lba, uint64_t remaining,
                        bool fua);
+  struct CopyJob;
+  void RunCopySegment(const std::shared_ptr<CopyJob>& job, size_t segment,
+                      uint64_t done_bytes);
+  void FinishCopy(const std::shared_ptr<CopyJob>& job, std::optional<SenseData> error);
   void PersistPr(const CommandPtr& cmd, internal::LogicalUnit& lu, std::string state,
                  uint64_t sequence, TaskResponse response);
 

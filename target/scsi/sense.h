@@ -47,6 +47,9 @@ struct Asc {
 // The ASC/ASCQ values this target reports (SPC-4 Annex D).
 namespace asc {
 inline constexpr Asc kNoAdditionalSenseInformation{0x00, 0x00};
+inline constexpr Asc kOperationInProgress{0x00, 0x16};
+inline constexpr Asc kUnreachableCopyTarget{0x08, 0x04};
+inline constexpr Asc kCopyTargetDeviceNotReachable{0x0D, 0x02};
 inline constexpr Asc kLogicalUnitNotReadyCauseNotReportable{0x04, 0x00};
 inline constexpr Asc kLogicalUnitNotReadyInitializingCommandRequired{0x04, 0x02};
 inline constexpr Asc kLogicalUnitNotReadyManualInterventionRequired{0x04, 0x03};
@@ -64,6 +67,11 @@ inline constexpr Asc kInvalidFieldInCdb{0x24, 0x00};
 inline constexpr Asc kLogicalUnitNotSupported{0x25, 0x00};
 inline constexpr Asc kInvalidFieldInParameterList{0x26, 0x00};
 inline constexpr Asc kInvalidReleaseOfPersistentReservation{0x26, 0x04};
+inline constexpr Asc kTooManyTargetDescriptors{0x26, 0x06};
+inline constexpr Asc kUnsupportedTargetDescriptorTypeCode{0x26, 0x07};
+inline constexpr Asc kTooManySegmentDescriptors{0x26, 0x08};
+inline constexpr Asc kUnsupportedSegmentDescriptorTypeCode{0x26, 0x09};
+inline constexpr Asc kInlineDataLengthExceeded{0x26, 0x0B};
 inline constexpr Asc kWriteProtected{0x27, 0x00};
 inline constexpr Asc kSpaceAllocationFailedWriteProtect{0x27, 0x07};
 inline constexpr Asc kPowerOnResetOrBusDeviceResetOccurred{0x29, 0x00};

@@ -37,22 +37,6 @@ constexpr uint8_t kTypeRelativeTargetPort = 0x4;
 constexpr uint8_t kTypeTargetPortGroup = 0x5;
 constexpr uint8_t kTypeScsiNameString = 0x8;
 
-std::vector<uint8_t> HexToBytes(const std::string& hex) {
-  std::vector<uint8_t> out;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) return {};
-    out.push_back(static_cast<uint8_t>((hi << 4) | lo));
-  }
-  return out;
-}
-
 void AppendDesignator(std::vector<uint8_t>& out, uint8_t proto_codeset, uint8_t flags,
                       const std::vector<uint8_t>& value) {
   out.push_back(proto_codeset);
@@ -87,7 +71,7 @@ std::vector<uint8_t> Engine::Impl::StandardInquiry(const LogicalUnit* lu) const 
   w.U8(0x06);              // VERSION: SPC-4
   w.U8(0x12);              // HISUP=1, RESPONSE DATA FORMAT=2
   w.U8(0);                 // ADDITIONAL LENGTH, patched
-  w.U8(0x10);              // TPGS=01b: implicit ALUA only
+  w.U8(0x18);              // TPGS=01b: implicit ALUA only; 3PC: EXTENDED COPY
   w.U8(0x10);              // MULTIP: more than one target port
   w.U8(0x02);              // CMDQUE
   const std::string& vendor = lu ? lu->options.vendor_id : options_.vendor_id;

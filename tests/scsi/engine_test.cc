@@ -128,7 +128,7 @@ TEST_F(EngineTest, StandardInquiryIsByteExact) {
   auto r = Do(Cdb({0x12, 0, 0, 0, 255, 0}));
   EXPECT_GOOD(r);
   ASSERT_EQ(r.data_in.size(), 74u);
-  const std::vector<uint8_t> head = {0x00, 0x00, 0x06, 0x12, 69, 0x10, 0x10, 0x02};
+  const std::vector<uint8_t> head = {0x00, 0x00, 0x06, 0x12, 69, 0x18, 0x10, 0x02};
   EXPECT_EQ(std::vector<uint8_t>(r.data_in.begin(), r.data_in.begin() + 8), head);
   EXPECT_EQ(std::string(r.data_in.begin() + 8, r.data_in.begin() + 36),
             "APPLIANCSAN LUN         0001");
