@@ -216,7 +216,7 @@ class FakeTaskRouter : public scsi::TaskRouter {
             partial.wanted_data_out_length = r.wanted_data_out_length;
             return partial;
           }
-          std::memcpy(disk_.data() + lba * kBlockSize, t.data_out.data(), n);
+          if (n > 0) std::memcpy(disk_.data() + lba * kBlockSize, t.data_out.data(), n);
         } else {
           r.wanted_data_in_length = static_cast<uint32_t>(bytes);
           const size_t n = std::min<size_t>(bytes, t.expected_data_in_length);

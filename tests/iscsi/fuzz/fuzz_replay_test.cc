@@ -13,6 +13,7 @@
 
 extern "C" int PduFuzzerTestOneInput(const uint8_t* data, size_t size);
 extern "C" int LoginKeysFuzzerTestOneInput(const uint8_t* data, size_t size);
+extern "C" int ConnectionFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
 
@@ -58,6 +59,14 @@ TEST(FuzzReplay, PduCorpus) { Replay("tests/iscsi/fuzz/corpus/pdu", PduFuzzerTes
 
 TEST(FuzzReplay, LoginKeysCorpus) {
   Replay("tests/iscsi/fuzz/corpus/login_keys", LoginKeysFuzzerTestOneInput);
+}
+
+// The connection fuzzer drives a real server per input (slow): seeds only. The
+// mutation runs are tests/iscsi/fuzz/run_fuzzers.sh's job.
+TEST(FuzzReplay, ConnectionCorpusSeeds) {
+  auto corpus = LoadCorpus("tests/iscsi/fuzz/corpus/connection");
+  ASSERT_FALSE(corpus.empty());
+  for (auto& input : corpus) ConnectionFuzzerTestOneInput(input.data(), input.size());
 }
 
 }  // namespace
