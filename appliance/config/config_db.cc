@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
 
 namespace appliance::config {
 namespace {
@@ -15,6 +16,10 @@ constexpr char kNodeSettingsKey[] = "node/settings";
 std::string PrKey(const std::string& lu_key) { return "pr/" + lu_key; }
 
 std::string LunKey(uint64_t id) { return absl::StrFormat("lun/%020u", id); }
+constexpr char kTombstonePrefix[] = "tomb/lun/";
+std::string TombstoneKey(uint64_t id) {
+  return absl::StrFormat("tomb/lun/%020u", id);
+}
 
 absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
@@ -104,7 +109,51 @@ absl::StatusOr<LunDefinition> ConfigDb::GetLun(uint64_t id) const {
 }
 
 absl::Status ConfigDb::PutLun(const LunDefinition& lun) {
-  return Put(LunKey(lun.id()), lun.SerializeAsString());
+  rocksdb::WriteBatch batch;
+  batch.Put(LunKey(lun.id()), lun.SerializeAsString());
+  batch.Delete(TombstoneKey(lun.id()));
+  return FromRocks(db_->Write(SyncedWrite(), &batch),
+                   absl::StrCat("write LUN ", lun.id()));
+}
+
+absl::Status ConfigDb::DeleteLunWithTombstone(uint64_t id, uint64_t revision) {
+  LunTombstone tombstone;
+  tombstone.set_id(id);
+  tombstone.set_revision(revision);
+  rocksdb::WriteBatch batch;
+  batch.Delete(LunKey(id));
+  batch.Put(TombstoneKey(id), tombstone.SerializeAsString());
+  return FromRocks(db_->Write(SyncedWrite(), &batch),
+                   absl::StrCat("delete LUN ", id));
+}
+
+absl::StatusOr<std::vector<LunTombstone>> ConfigDb::ListTombstones() const {
+  std::vector<LunTombstone> tombstones;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kTombstonePrefix);
+       it->Valid() && it->key().starts_with(kTombstonePrefix); it->Next()) {
+    LunTombstone t;
+    if (!t.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "tombstone ", it->key().ToString(), " does not parse"));
+    }
+    tombstones.push_back(t);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "list tombstones");
+  return tombstones;
+}
+
+absl::StatusOr<std::optional<LunTombstone>> ConfigDb::GetTombstone(
+    uint64_t id) const {
+  absl::StatusOr<std::optional<std::string>> value = Get(TombstoneKey(id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::optional<LunTombstone>();
+  LunTombstone t;
+  if (!t.ParseFromString(**value)) {
+    return absl::DataLossError(absl::StrCat("tombstone ", id, " does not parse"));
+  }
+  return std::optional<LunTombstone>(t);
 }
 
 absl::Status ConfigDb::DeleteLun(uint64_t id) {

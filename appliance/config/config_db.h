@@ -43,6 +43,12 @@ class ConfigDb {
   absl::Status PutLun(const LunDefinition& lun);
   // kNotFound when no LUN has this id.
   absl::Status DeleteLun(uint64_t id);
+  // Removes the LUN (when present) and records a tombstone with revision, in one
+  // atomic batch; PutLun of the same id later removes the tombstone.
+  absl::Status DeleteLunWithTombstone(uint64_t id, uint64_t revision);
+  // Tombstones ordered by id.
+  absl::StatusOr<std::vector<LunTombstone>> ListTombstones() const;
+  absl::StatusOr<std::optional<LunTombstone>> GetTombstone(uint64_t id) const;
 
   // Persistent reservation state (APTPL) of the LU with NAA id lu_key. PutPrState
   // keeps the record with the highest sequence (saves may arrive out of order).
