@@ -24,12 +24,14 @@ blockstore::LunIdentity IdentityOf(const config::LunDefinition& lun) {
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(
     NodeOptions options, std::shared_ptr<config::ConfigDb> db,
-    metrics::MetricsRegistry& metrics) {
+    metrics::MetricsRegistry& metrics, config::ConfigReplicator* replicator) {
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(db)));
+  node->replicator_ = replicator;
   if (absl::Status s = node->RegisterMetrics(metrics); !s.ok()) return s;
   absl::MutexLock lock(&node->mu_);
   if (absl::Status s = node->Seed(); !s.ok()) return s;
   if (absl::Status s = node->OpenOwnedLuns(); !s.ok()) return s;
+  if (replicator != nullptr) replicator->SetListener(node.get());
   return node;
 }
 
@@ -191,14 +193,16 @@ absl::StatusOr<config::LunDefinition> Node::Provision(
     }
   }
   if (!store.ok()) return store.status();
-  if (absl::Status s = db_->PutLun(lun); !s.ok()) {
+  absl::StatusOr<config::LunDefinition> stored = StoreRecord(lun);
+  if (!stored.ok()) {
     (*store)->Close();
     if (created_file) {
       absl::Status removed = storage::DeleteBackingFile(path);
       if (!removed.ok()) LOG(ERROR) << "cleanup: " << removed;
     }
-    return s;
+    return stored.status();
   }
+  lun = *std::move(stored);
   SetOwner(lun.id(), lun.owner_node());
   if (lun.owner_node() == options_.bootstrap.node_name()) {
     Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
@@ -241,6 +245,22 @@ absl::StatusOr<config::LunDefinition> Node::GetLun(uint64_t id) {
 }
 
 absl::StatusOr<config::LunDefinition> Node::CreateLun(
+    const mgmt::CreateLunRequest& request) {
+  absl::StatusOr<config::LunDefinition> created = DoCreateLun(request);
+  if (created.ok()) InventoryChanged();
+  return created;
+}
+
+absl::Status Node::DeleteLun(uint64_t id) {
+  absl::Status deleted = DoDeleteLun(id);
+  // A deletion whose file removal failed still changed the inventory.
+  if (deleted.ok() || deleted.code() == absl::StatusCode::kInternal) {
+    InventoryChanged();
+  }
+  return deleted;
+}
+
+absl::StatusOr<config::LunDefinition> Node::DoCreateLun(
     const mgmt::CreateLunRequest& request) {
   if (absl::Status s = mgmt::ValidateCreateLunRequest(request); !s.ok())
     return s;
@@ -295,7 +315,7 @@ absl::StatusOr<config::LunDefinition> Node::CreateLun(
   return created;
 }
 
-absl::Status Node::DeleteLun(uint64_t id) {
+absl::Status Node::DoDeleteLun(uint64_t id) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<config::LunDefinition> lun = db_->GetLun(id);
   if (!lun.ok()) return lun.status();
@@ -306,7 +326,11 @@ absl::Status Node::DeleteLun(uint64_t id) {
   }
   // The record goes first: an orphaned file is harmless, a record without its
   // file would be a LUN that cannot come online.
-  if (absl::Status s = db_->DeleteLun(id); !s.ok()) return s;
+  if (absl::Status s = replicator_ != nullptr ? replicator_->CommitDelete(id)
+                                              : db_->DeleteLun(id);
+      !s.ok()) {
+    return s;
+  }
   SetOwner(id, std::nullopt);
   if (absl::Status s = db_->DeletePrState(lun->naa_id()); !s.ok()) {
     LOG(WARNING) << "LUN " << id << ": reservation record not removed: " << s;
@@ -320,6 +344,63 @@ absl::Status Node::DeleteLun(uint64_t id) {
   }
   LOG(INFO) << "deleted LUN " << id << " '" << lun->name() << "'";
   return absl::OkStatus();
+}
+
+absl::StatusOr<config::LunDefinition> Node::StoreRecord(
+    config::LunDefinition lun) {
+  if (replicator_ != nullptr) return replicator_->CommitLun(std::move(lun));
+  if (absl::Status s = db_->PutLun(lun); !s.ok()) return s;
+  return lun;
+}
+
+void Node::SetInventoryChangedCallback(std::function<void()> callback) {
+  absl::MutexLock lock(&callback_mu_);
+  inventory_changed_ = std::move(callback);
+}
+
+void Node::InventoryChanged() {
+  absl::MutexLock lock(&callback_mu_);
+  if (inventory_changed_) inventory_changed_();
+}
+
+void Node::LunChanged(uint64_t id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    absl::StatusOr<config::LunDefinition> lun = db_->GetLun(id);
+    const bool exists = lun.ok();
+    if (!exists && lun.status().code() != absl::StatusCode::kNotFound) {
+      LOG(ERROR) << "replicated LUN " << id << ": " << lun.status();
+      return;
+    }
+    SetOwner(id, exists ? std::optional<std::string>(lun->owner_node())
+                        : std::nullopt);
+    const bool mine = exists && lun->owner_node() == options_.bootstrap.node_name();
+    auto it = stores_.find(id);
+    if (mine && it == stores_.end()) {
+      absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
+          storage::FileBlockStore::Open(BackingPath(*lun), StoreOptions(*lun));
+      if (store.ok()) {
+        LOG(INFO) << "LUN " << id << " '" << lun->name()
+                  << "' online here (replicated)";
+        Online(*lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
+      } else {
+        LOG(ERROR) << "replicated LUN " << id << " stays offline: "
+                   << store.status();
+      }
+    } else if (!mine && it != stores_.end()) {
+      for (LunListener* l : listeners_) l->LunOffline(id);
+      stores_.erase(it);
+      LOG(INFO) << "LUN " << id << " no longer served here (replicated)";
+    }
+    if (exists) {
+      LOG(INFO) << "replicated LUN " << id << " '" << lun->name() << "' (owner "
+                << lun->owner_node() << ")";
+    } else {
+      LOG(INFO) << "replicated deletion of LUN " << id;
+    }
+  }
+  InventoryChanged();
 }
 
 std::optional<std::string> Node::OwnerOf(uint64_t lun) const {

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "appliance/config/config.pb.h"
 #include "appliance/config/config_db.h"
+#include "appliance/config/replicator.h"
 #include "appliance/mgmt/backend.h"
 #include "appliance/storage/file_block_store.h"
 #include "blockstore/block_store.h"
@@ -52,14 +53,18 @@ struct NodeOptions {
 };
 
 class Node : public mgmt::ManagementBackend,
-             public virtual_target::OwnershipView {
+             public virtual_target::OwnershipView,
+             public config::ReplicationListener {
  public:
   // Seeds db on first start, then opens every LUN this node owns. A LUN whose
   // backing file cannot be opened is logged and reported offline; it does not
   // stop the node.
+  // replicator (may be null for a standalone node) carries LUN changes to the
+  // partner; the node registers itself as its listener. Not owned.
   static absl::StatusOr<std::unique_ptr<Node>> Create(
       NodeOptions options, std::shared_ptr<config::ConfigDb> db,
-      metrics::MetricsRegistry& metrics);
+      metrics::MetricsRegistry& metrics,
+      config::ConfigReplicator* replicator = nullptr);
   ~Node() override;
 
   // Adds a listener and tells it about every LUN already online.
@@ -82,6 +87,13 @@ class Node : public mgmt::ManagementBackend,
   // database knows, with its current owner.
   std::optional<std::string> OwnerOf(uint64_t lun) const override;
 
+  // config::ReplicationListener: a LUN changed on the partner's side; opens or
+  // closes its store here as ownership says.
+  void LunChanged(uint64_t id) override;
+
+  // Called (without locks held) whenever the pair's LUN inventory changes.
+  void SetInventoryChangedCallback(std::function<void()> callback);
+
   // The opened store of a LUN this node owns; null when not online here.
   std::shared_ptr<blockstore::BlockStore> store(uint64_t id);
 
@@ -96,6 +108,13 @@ class Node : public mgmt::ManagementBackend,
                                                   bool deterministic_identity)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string BackingPath(const config::LunDefinition& lun) const;
+  // Stores lun: through the replicator when there is one.
+  absl::StatusOr<config::LunDefinition> StoreRecord(config::LunDefinition lun)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void InventoryChanged();
+  absl::StatusOr<config::LunDefinition> DoCreateLun(
+      const mgmt::CreateLunRequest& request);
+  absl::Status DoDeleteLun(uint64_t id);
   storage::FileBlockStore::Options StoreOptions(
       const config::LunDefinition& lun) const;
   void Online(const config::LunDefinition& lun,
@@ -111,6 +130,9 @@ class Node : public mgmt::ManagementBackend,
       ABSL_GUARDED_BY(mu_);
   std::vector<LunListener*> listeners_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  config::ConfigReplicator* replicator_ = nullptr;
+  absl::Mutex callback_mu_;
+  std::function<void()> inventory_changed_ ABSL_GUARDED_BY(callback_mu_);
   void SetOwner(uint64_t id, std::optional<std::string> owner);
 
   // Kept apart from mu_: read on every command's path.
