@@ -156,6 +156,14 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
           absl::StrCat("interconnect address: ", s.message()));
     }
   }
+  if (!b.partner_name().empty() &&
+      (b.interconnect_address().empty() ||
+       b.partner_interconnect_address().empty() ||
+       b.interconnect_tls_dir().empty())) {
+    return absl::InvalidArgumentError(
+        "a node with a partner needs interconnect_address, "
+        "partner_interconnect_address and interconnect_tls_dir");
+  }
   std::set<std::string> port_names;
   for (const PhysicalPort& p : b.physical_ports()) {
     if (p.name().empty() || p.address().empty()) {
@@ -206,6 +214,11 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
   for (LunDefinition& lun : *b.mutable_seed_luns()) {
     if (lun.block_size() == 0) lun.set_block_size(512);
     if (lun.home_node().empty()) lun.set_home_node(b.node_name());
+    if (lun.home_node() != b.node_name() && lun.home_node() != b.partner_name()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "seed LUN '", lun.name(), "' home node '", lun.home_node(),
+          "' is neither this node nor its partner"));
+    }
     if (lun.owner_node().empty()) lun.set_owner_node(lun.home_node());
     if (absl::Status s = ValidateLunDefinition(lun); !s.ok()) {
       return absl::InvalidArgumentError(

@@ -40,6 +40,8 @@ constexpr char kGood[] = R"pb(
   }
   mgmt_address: "127.0.0.2:8443"
   interconnect_address: "127.0.0.2:7100"
+  partner_interconnect_address: "127.0.0.3:7100"
+  interconnect_tls_dir: "/tmp/tls"
   shared_storage_dir: "/tmp/shared"
   state_dir: "/tmp/state-a"
   seed_luns { id: 0 name: "demo-a" size_bytes: 67108864 }
@@ -128,6 +130,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"LunId",
                 "seed_luns { id: 20000 name: \"big\" size_bytes: 8192 }",
                 "16383"},
+        BadCase{"NoTlsDir", "", "interconnect_tls_dir",
+                "interconnect_tls_dir: \"/tmp/tls\""},
+        BadCase{"StrangerSeed",
+                "seed_luns { id: 3 name: \"z\" size_bytes: 8192 home_node: "
+                "\"node-z\" }",
+                "neither"},
         BadCase{"DupLun",
                 "seed_luns { id: 0 name: \"other\" size_bytes: 8192 }",
                 "repeats"}),
