@@ -202,6 +202,29 @@ const std::vector<CommandInfo>& CommandTable() {
   return *table;
 }
 
+std::optional<uint32_t> AllocationLength(const CommandInfo& info, const uint8_t* cdb) {
+  switch (info.opcode) {
+    case 0x03:  // REQUEST SENSE
+    case 0x1A:  // MODE SENSE(6)
+      return cdb[4];
+    case 0x12:  // INQUIRY
+      return GetBe16(&cdb[3]);
+    case 0x37:  // READ DEFECT DATA(10)
+    case 0x5A:  // MODE SENSE(10)
+    case 0x5E:  // PERSISTENT RESERVE IN
+      return GetBe16(&cdb[7]);
+    case 0xA0:  // REPORT LUNS
+    case 0xA3:  // REPORT TARGET PORT GROUPS, REPORT SUPPORTED OPERATION CODES
+    case 0xB7:  // READ DEFECT DATA(12)
+      return GetBe32(&cdb[6]);
+    case 0x84:  // RECEIVE COPY RESULTS
+    case 0x9E:  // READ CAPACITY(16), GET LBA STATUS
+      return GetBe32(&cdb[10]);
+    default:
+      return std::nullopt;
+  }
+}
+
 const CommandInfo* LookupCommand(absl::Span<const uint8_t> cdb, SenseData* sense) {
   bool opcode_known = false;
   for (const auto& info : CommandTable()) {
@@ -535,8 +558,24 @@ void Engine::Impl::Complete(const CommandPtr& cmd, TaskResponse response) {
   if (aborted) {
     response = TaskResponse{};
     response.aborted = true;
-  } else if (response.data_in.size() > cmd->task->expected_data_in_length) {
-    response.data_in.resize(cmd->task->expected_data_in_length);
+  } else {
+    // Data-in is what the command produced, limited by its ALLOCATION LENGTH;
+    // that is the length it called for (task.h), unless the handler reported
+    // one (READ: the CDB's transfer length). Then it is clipped to what the
+    // initiator accepts; the transport reports the difference as overflow.
+    if (cmd->info != nullptr) {
+      const auto allocation = internal::AllocationLength(*cmd->info, cmd->cdb());
+      if (allocation && response.data_in.size() > *allocation) {
+        response.data_in.resize(*allocation);
+      }
+    }
+    if (response.wanted_data_in_length == 0) {
+      response.wanted_data_in_length = static_cast<uint32_t>(
+          std::min<size_t>(response.data_in.size(), UINT32_MAX));
+    }
+    if (response.data_in.size() > cmd->task->expected_data_in_length) {
+      response.data_in.resize(cmd->task->expected_data_in_length);
+    }
   }
   if (cmd->done) std::move(cmd->done)(std::move(response));
   for (auto& g : granted) std::move(g.granted)();
@@ -651,6 +690,20 @@ std::optional<SenseData> Engine::Impl::CheckDataOut(const CommandPtr& cmd, uint6
     SenseData s = IllegalRequest(asc::kInvalidFieldInCommandInformationUnit);
     return s;
   }
+  return std::nullopt;
+}
+
+std::optional<SenseData> Engine::Impl::DataOutBlocks(const CommandPtr& cmd,
+                                                     uint64_t cdb_blocks,
+                                                     uint64_t* blocks) const {
+  const uint32_t bs = cmd->lu->block_size;
+  const uint64_t have = cmd->task->data_out.size();
+  if (have >= cdb_blocks * bs) {
+    *blocks = cdb_blocks;
+    return std::nullopt;
+  }
+  if (have % bs != 0) return IllegalRequest(asc::kInvalidFieldInCommandInformationUnit);
+  *blocks = have / bs;
   return std::nullopt;
 }
 

@@ -186,6 +186,13 @@ class Engine::Impl {
   // an error; exact_only: any mismatch is.
   std::optional<SenseData> CheckDataOut(const CommandPtr& cmd, uint64_t wanted,
                                         bool exact_only);
+  // For a write-type command of cdb_blocks logical blocks: how many whole
+  // blocks of data-out it transfers (task.h: a longer data-out is used up to
+  // the CDB's length, a shorter one only for the whole blocks it holds). A
+  // trailing partial block is INVALID FIELD IN COMMAND INFORMATION UNIT and
+  // nothing is written.
+  std::optional<SenseData> DataOutBlocks(const CommandPtr& cmd, uint64_t cdb_blocks,
+                                         uint64_t* blocks) const;
   bool WriteProtected(const internal::LogicalUnit& lu) const;
   // MAXIMUM WRITE SAME LENGTH as reported in VPD 0xB0 and enforced: the
   // option capped at the maximum transfer length.
@@ -269,6 +276,10 @@ struct CommandInfo {
   std::array<uint8_t, 16> usage;  // CDB usage data (first cdb_length bytes)
   uint32_t recommended_timeout_seconds;
 };
+
+// The ALLOCATION LENGTH field of a data-in command's CDB (cdb padded to 16
+// bytes), or nullopt for commands without one (READ, READ CAPACITY(10), ...).
+std::optional<uint32_t> AllocationLength(const CommandInfo& info, const uint8_t* cdb);
 
 // The supported commands (REPORT SUPPORTED OPERATION CODES lists them).
 const std::vector<CommandInfo>& CommandTable();

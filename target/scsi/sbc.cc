@@ -73,6 +73,8 @@ SenseData MiscompareAt(uint64_t offset) {
   return s;
 }
 
+uint32_t ClampToU32(uint64_t v) { return static_cast<uint32_t>(std::min<uint64_t>(v, UINT32_MAX)); }
+
 // Offset of the first differing byte, or -1.
 int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -110,10 +112,16 @@ void Engine::Impl::Read(const CommandPtr& cmd) {
   const BlockRange r = DecodeRange(cmd->cdb());
   if (r.flags & kProtectMask) return CompleteSense(cmd, InvalidFieldInCdb(1, 7));
   if (auto e = CheckRange(cmd, r.lba, r.blocks, r.length_byte)) return CompleteSense(cmd, *e);
-  if (r.blocks == 0) return CompleteGood(cmd);
   LogicalUnit& lu = *cmd->lu;
-  cmd->response.data_in.resize(r.blocks * lu.block_size);
-  lu.store->Read(r.lba, static_cast<uint32_t>(r.blocks),
+  const uint64_t wanted = r.blocks * lu.block_size;
+  cmd->response.wanted_data_in_length = ClampToU32(wanted);
+  // Read only the blocks the initiator will accept (task.h): a partly
+  // accepted block is read whole and Complete() clips it.
+  const uint64_t accepted = std::min<uint64_t>(wanted, cmd->task->expected_data_in_length);
+  const uint64_t blocks = (accepted + lu.block_size - 1) / lu.block_size;
+  if (blocks == 0) return Complete(cmd, std::move(cmd->response));
+  cmd->response.data_in.resize(blocks * lu.block_size);
+  lu.store->Read(r.lba, static_cast<uint32_t>(blocks),
                  absl::MakeSpan(cmd->response.data_in),
                  [this, cmd, lba = r.lba](absl::Status status) {
                    if (!status.ok()) return CompleteStorageError(cmd, status, false, lba);
@@ -124,17 +132,18 @@ void Engine::Impl::Read(const CommandPtr& cmd) {
 void Engine::Impl::Write(const CommandPtr& cmd) {
   LogicalUnit& lu = *cmd->lu;
   const BlockRange r = DecodeRange(cmd->cdb());
-  const uint64_t bytes = r.blocks * lu.block_size;
-  cmd->response.wanted_data_out_length = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+  cmd->response.wanted_data_out_length = ClampToU32(r.blocks * lu.block_size);
   if (r.flags & kProtectMask) return CompleteSense(cmd, InvalidFieldInCdb(1, 7));
   if (auto e = CheckRange(cmd, r.lba, r.blocks, r.length_byte)) return CompleteSense(cmd, *e);
   if (WriteProtected(lu)) return CompleteSense(cmd, WriteProtectedSense());
-  if (auto e = CheckDataOut(cmd, bytes, false)) return CompleteSense(cmd, *e);
-  if (r.blocks == 0) return CompleteGood(cmd);
+  uint64_t blocks = 0;
+  if (auto e = DataOutBlocks(cmd, r.blocks, &blocks)) return CompleteSense(cmd, *e);
+  if (blocks == 0) return Complete(cmd, std::move(cmd->response));
+  const uint64_t bytes = blocks * lu.block_size;
   const bool fua = (r.flags & kFua) || !lu.write_cache_enabled;
-  WithRangeLock(cmd, r.lba, r.blocks, [this, cmd, r, bytes, fua]() {
+  WithRangeLock(cmd, r.lba, blocks, [this, cmd, r, blocks, bytes, fua]() {
     if (Aborted(cmd)) return Complete(cmd, TaskResponse{});
-    cmd->lu->store->Write(r.lba, static_cast<uint32_t>(r.blocks),
+    cmd->lu->store->Write(r.lba, static_cast<uint32_t>(blocks),
                           absl::MakeConstSpan(cmd->task->data_out.data(), bytes), fua,
                           [this, cmd, lba = r.lba](absl::Status status) {
                             if (!status.ok()) return CompleteStorageError(cmd, status, true, lba);
@@ -190,24 +199,25 @@ void Engine::Impl::Verify(const CommandPtr& cmd) {
 void Engine::Impl::WriteAndVerify(const CommandPtr& cmd) {
   LogicalUnit& lu = *cmd->lu;
   const BlockRange r = DecodeRange(cmd->cdb());
-  const uint64_t bytes = r.blocks * lu.block_size;
-  cmd->response.wanted_data_out_length = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+  cmd->response.wanted_data_out_length = ClampToU32(r.blocks * lu.block_size);
   if (r.flags & kProtectMask) return CompleteSense(cmd, InvalidFieldInCdb(1, 7));
   if (auto e = CheckRange(cmd, r.lba, r.blocks, r.length_byte)) return CompleteSense(cmd, *e);
   if (WriteProtected(lu)) return CompleteSense(cmd, WriteProtectedSense());
-  if (auto e = CheckDataOut(cmd, bytes, false)) return CompleteSense(cmd, *e);
-  if (r.blocks == 0) return CompleteGood(cmd);
-  WithRangeLock(cmd, r.lba, r.blocks, [this, cmd, r, bytes]() {
+  uint64_t blocks = 0;
+  if (auto e = DataOutBlocks(cmd, r.blocks, &blocks)) return CompleteSense(cmd, *e);
+  if (blocks == 0) return Complete(cmd, std::move(cmd->response));
+  const uint64_t bytes = blocks * lu.block_size;
+  WithRangeLock(cmd, r.lba, blocks, [this, cmd, r, blocks, bytes]() {
     if (Aborted(cmd)) return Complete(cmd, TaskResponse{});
     auto& store = *cmd->lu->store;
     store.Write(
-        r.lba, static_cast<uint32_t>(r.blocks),
+        r.lba, static_cast<uint32_t>(blocks),
         absl::MakeConstSpan(cmd->task->data_out.data(), bytes), /*fua=*/true,
-        [this, cmd, r, bytes](absl::Status status) {
+        [this, cmd, r, blocks, bytes](absl::Status status) {
           if (!status.ok()) return CompleteStorageError(cmd, status, true, r.lba);
           cmd->buffer.resize(bytes);
           cmd->lu->store->Read(
-              r.lba, static_cast<uint32_t>(r.blocks), absl::MakeSpan(cmd->buffer),
+              r.lba, static_cast<uint32_t>(blocks), absl::MakeSpan(cmd->buffer),
               [this, cmd, r, bytes](absl::Status status) {
                 if (!status.ok()) return CompleteStorageError(cmd, status, false, r.lba);
                 const int64_t diff =

@@ -388,10 +388,127 @@ TEST_F(EngineTest, MalformedReadWriteCdbs) {
   ExpectInvalidField(Do(Cdb16(0x8A, 0, 1, 0x40), Pattern(1, 0)), 1, 7);  // WRPROTECT
   ExpectInvalidField(Do(Cdb12(0xA8, 0, 20000)), 6);  // beyond max transfer length
   ExpectInvalidField(Do(Cdb16(0x88, 0, 20000)), 10);
-  // Too little data-out for the transfer length.
-  auto r = Do(Cdb10(0x2A, 0, 2), Pattern(1, 0));
+  // Data-out ending in a partial block.
+  auto partial = Pattern(1, 0);
+  partial.resize(kBlockSize + 100);
+  auto r = Do(Cdb10(0x2A, 0, 2), partial);
   EXPECT_SENSE(r, SenseKey::kIllegalRequest, asc::kInvalidFieldInCommandInformationUnit);
   EXPECT_EQ(r.wanted_data_out_length, 1024u);
+}
+
+// --- Residuals (task.h: EDTL differing from the CDB) ---------------------------
+
+TEST_F(EngineTest, ReadReportsWantedLengthAndReadsOnlyWhatTheInitiatorAccepts) {
+  ClearUas(*engine_, a_);
+  auto data = Pattern(4, 21);
+  ASSERT_EQ(Do(Cdb10(0x2A, 0, 4), data).status, ScsiStatus::kGood);
+  // Blocks 2 and 3 are unreadable: a READ of 4 blocks that the initiator
+  // accepts only 1000 bytes of must not touch them.
+  store_->InjectFault(BlockOp::kRead, absl::DataLossError("EIO"), -1, 2, 2);
+  auto r = Do(Cdb10(0x28, 0, 4), {}, 1000);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.wanted_data_in_length, 4 * kBlockSize);
+  EXPECT_EQ(r.data_in, std::vector<uint8_t>(data.begin(), data.begin() + 1000));
+  // Every READ size reports the CDB's length.
+  r = Do(Cdb({0x08, 0, 0, 0, 2, 0}), {}, kBlockSize);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.wanted_data_in_length, 2 * kBlockSize);
+  EXPECT_EQ(r.data_in.size(), kBlockSize);
+  r = Do(Cdb12(0xA8, 0, 3), {}, 200);
+  EXPECT_EQ(r.wanted_data_in_length, 3 * kBlockSize);
+  EXPECT_EQ(r.data_in.size(), 200u);
+  r = Do(Cdb16(0x88, 0, 1), {}, 10000);
+  EXPECT_EQ(r.wanted_data_in_length, kBlockSize);
+  EXPECT_EQ(r.data_in, std::vector<uint8_t>(data.begin(), data.begin() + kBlockSize));
+  // Nothing accepted: nothing read, GOOD, the whole length wanted.
+  const int reads = store_->count(BlockOp::kRead);
+  r = Do(Cdb10(0x28, 0, 1), {}, 0);
+  EXPECT_GOOD(r);
+  EXPECT_TRUE(r.data_in.empty());
+  EXPECT_EQ(r.wanted_data_in_length, kBlockSize);
+  EXPECT_EQ(store_->count(BlockOp::kRead), reads);
+  // The LBA range is still checked against the CDB.
+  EXPECT_SENSE(Do(Cdb10(0x28, kBlocks - 1, 2), {}, 0), SenseKey::kIllegalRequest,
+               asc::kLogicalBlockAddressOutOfRange);
+}
+
+TEST_F(EngineTest, WriteWithShortDataOutWritesTheWholeBlocksSent) {
+  ClearUas(*engine_, a_);
+  for (uint8_t op : {0x0A, 0x2A, 0xAA, 0x8A}) {
+    SCOPED_TRACE(op);
+    const auto old = Pattern(3, 1);
+    ASSERT_EQ(Do(Cdb10(0x2A, 40, 3), old).status, ScsiStatus::kGood);
+    const auto cdb = op == 0x0A   ? Cdb({0x0A, 0, 0, 40, 3, 0})
+                     : op == 0x2A ? Cdb10(op, 40, 3)
+                     : op == 0xAA ? Cdb12(op, 40, 3)
+                                  : Cdb16(op, 40, 3);
+    const auto data = Pattern(2, 99);
+    auto r = Do(cdb, data);
+    EXPECT_GOOD(r);
+    EXPECT_EQ(r.wanted_data_out_length, 3 * kBlockSize);
+    EXPECT_EQ(memory_->Peek(40, 2), data);
+    EXPECT_EQ(memory_->Peek(42, 1), std::vector<uint8_t>(old.begin() + 2 * kBlockSize, old.end()));
+    // No data at all: GOOD, nothing written.
+    const int writes = memory_->writes();
+    r = Do(cdb, {});
+    EXPECT_GOOD(r);
+    EXPECT_EQ(r.wanted_data_out_length, 3 * kBlockSize);
+    EXPECT_EQ(memory_->writes(), writes);
+    // A partial block: INVALID FIELD IN COMMAND INFORMATION UNIT, nothing written.
+    std::vector<uint8_t> partial(200, 0xEE);
+    r = Do(cdb, partial);
+    EXPECT_SENSE(r, SenseKey::kIllegalRequest, asc::kInvalidFieldInCommandInformationUnit);
+    EXPECT_EQ(r.wanted_data_out_length, 3 * kBlockSize);
+    EXPECT_EQ(memory_->Peek(40, 2), data);
+    // Longer than the CDB: the prefix.
+    const auto more = Pattern(4, 7);
+    EXPECT_GOOD(Do(cdb, more));
+    EXPECT_EQ(memory_->Peek(40, 4),
+              [&] {
+                auto e = std::vector<uint8_t>(more.begin(), more.begin() + 3 * kBlockSize);
+                auto tail = memory_->Peek(43, 1);
+                e.insert(e.end(), tail.begin(), tail.end());
+                return e;
+              }());
+  }
+}
+
+TEST_F(EngineTest, WriteAndVerifyWithShortDataOutWritesAndVerifiesTheWholeBlocksSent) {
+  ClearUas(*engine_, a_);
+  for (uint8_t op : {0x2E, 0xAE, 0x8E}) {
+    SCOPED_TRACE(op);
+    const auto old = Pattern(2, 3);
+    ASSERT_EQ(Do(Cdb10(0x2A, 70, 2), old).status, ScsiStatus::kGood);
+    const auto cdb = op == 0x2E ? Cdb10(op, 70, 2) : op == 0xAE ? Cdb12(op, 70, 2)
+                                                                : Cdb16(op, 70, 2);
+    const auto data = Pattern(1, 55);
+    auto r = Do(cdb, data);
+    EXPECT_GOOD(r);
+    EXPECT_EQ(r.wanted_data_out_length, 2 * kBlockSize);
+    EXPECT_EQ(memory_->Peek(70, 1), data);
+    EXPECT_EQ(memory_->Peek(71, 1), std::vector<uint8_t>(old.begin() + kBlockSize, old.end()));
+    r = Do(cdb, std::vector<uint8_t>(kBlockSize + 1, 0xAB));
+    EXPECT_SENSE(r, SenseKey::kIllegalRequest, asc::kInvalidFieldInCommandInformationUnit);
+    EXPECT_EQ(memory_->Peek(70, 1), data);
+  }
+}
+
+TEST_F(EngineTest, AllocationLengthLimitsDataInAndIsReportedAsWanted) {
+  // INQUIRY with ALLOCATION LENGTH 36 and a larger EDTL: 36 bytes, no overflow.
+  auto r = Do(Cdb({0x12, 0, 0, 0, 36, 0}), {}, 255);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.data_in.size(), 36u);
+  EXPECT_EQ(r.wanted_data_in_length, 36u);
+  // ALLOCATION LENGTH 255, EDTL 36: the 74 bytes built are wanted, 36 sent.
+  r = Do(Cdb({0x12, 0, 0, 0, 255, 0}), {}, 36);
+  EXPECT_EQ(r.data_in.size(), 36u);
+  EXPECT_EQ(r.wanted_data_in_length, 74u);
+  // MODE SENSE(6) with ALLOCATION LENGTH 4: the header only.
+  ClearUas(*engine_, a_);
+  r = Do(Cdb({0x1A, 0x08, 0x3F, 0, 4, 0}), {}, 1000);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.data_in.size(), 4u);
+  EXPECT_EQ(r.wanted_data_in_length, 4u);
 }
 
 TEST_F(EngineTest, WriteProtectedLu) {
