@@ -209,6 +209,38 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& b) {
           "' repeats a name, relative target port id or portal group"));
     }
   }
+  std::set<std::string> chap_initiators;
+  for (const ChapAccount& a : b.security().chap()) {
+    if (a.initiator_name().empty() || a.user().empty()) {
+      return absl::InvalidArgumentError(
+          "CHAP account needs initiator_name and user");
+    }
+    if (!chap_initiators.insert(a.initiator_name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CHAP account for '", a.initiator_name(), "' is listed twice"));
+    }
+    // RFC 7143 §12.1.3: secrets of at least 96 bits; initiators commonly
+    // require 12 characters.
+    if (a.secret().size() < 12 || a.secret().size() > 255) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CHAP secret for '", a.initiator_name(), "' must be 12-255 characters"));
+    }
+    if (a.target_user().empty() != a.target_secret().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mutual CHAP for '", a.initiator_name(),
+          "' needs both target_user and target_secret"));
+    }
+    if (!a.target_secret().empty() &&
+        (a.target_secret().size() < 12 || a.target_secret().size() > 255 ||
+         a.target_secret() == a.secret())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mutual CHAP secret for '", a.initiator_name(),
+          "' must be 12-255 characters and differ from the initiator's"));
+    }
+  }
+  if (b.security().require_chap() && b.security().chap().empty()) {
+    return absl::InvalidArgumentError("require_chap needs at least one account");
+  }
   std::set<uint64_t> lun_ids;
   std::set<std::string> lun_names;
   for (LunDefinition& lun : *b.mutable_seed_luns()) {

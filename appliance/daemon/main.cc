@@ -133,6 +133,18 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   iscsi::TargetConfig target;
   target.name = b.target_name();
   target.alias = b.node_name();
+  target.allowed_initiators.assign(b.security().allowed_initiators().begin(),
+                                   b.security().allowed_initiators().end());
+  target.auth.require_chap = b.security().require_chap();
+  for (const config::ChapAccount& account : b.security().chap()) {
+    iscsi::ChapCredentials credentials;
+    credentials.initiator = {account.user(), account.secret()};
+    if (!account.target_user().empty()) {
+      credentials.target =
+          iscsi::ChapSecret{account.target_user(), account.target_secret()};
+    }
+    target.auth.chap_by_initiator[account.initiator_name()] = credentials;
+  }
   std::vector<iscsi::PortalConfig> hosted;
   for (const config::Lif& lif : lifs) {
     iscsi::PortalConfig portal;

@@ -136,6 +136,21 @@ INSTANTIATE_TEST_SUITE_P(
                 "seed_luns { id: 3 name: \"z\" size_bytes: 8192 home_node: "
                 "\"node-z\" }",
                 "neither"},
+        BadCase{"ShortSecret",
+                "security { chap { initiator_name: \"iqn.x\" user: \"u\" "
+                "secret: \"short\" } }",
+                "12-255"},
+        BadCase{"SameMutualSecret",
+                "security { chap { initiator_name: \"iqn.x\" user: \"u\" "
+                "secret: \"abcdefghijkl\" target_user: \"t\" "
+                "target_secret: \"abcdefghijkl\" } }",
+                "differ"},
+        BadCase{"HalfMutual",
+                "security { chap { initiator_name: \"iqn.x\" user: \"u\" "
+                "secret: \"abcdefghijkl\" target_user: \"t\" } }",
+                "both"},
+        BadCase{"RequireWithoutAccounts", "security { require_chap: true }",
+                "at least one"},
         BadCase{"DupLun",
                 "seed_luns { id: 0 name: \"other\" size_bytes: 8192 }",
                 "repeats"}),
