@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
@@ -162,6 +164,33 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   absl::StatusOr<std::unique_ptr<iscsi::Server>> iscsi_server =
       iscsi::Server::Create(iscsi::TargetOptions(), directory, module);
   if (!iscsi_server.ok()) return iscsi_server.status();
+  // iSCSI figures for /metrics.
+  iscsi::Server* server = iscsi_server->get();
+  for (const auto& [name, help, read] :
+       std::vector<std::tuple<std::string, std::string,
+                              std::function<double()>>>{
+           {"appliance_iscsi_sessions", "iSCSI sessions now",
+            [server] { return static_cast<double>(server->session_count()); }},
+           {"appliance_iscsi_connections", "iSCSI connections now",
+            [server] { return static_cast<double>(server->connection_count()); }},
+           {"appliance_iscsi_logins_total",
+            "Logins that reached full feature phase",
+            [server] {
+              return static_cast<double>(server->stats().logins_completed);
+            }},
+           {"appliance_iscsi_header_digest_logins_total",
+            "Logins that negotiated HeaderDigest=CRC32C",
+            [server] {
+              return static_cast<double>(server->stats().header_digest_logins);
+            }},
+           {"appliance_iscsi_data_digest_logins_total",
+            "Logins that negotiated DataDigest=CRC32C", [server] {
+              return static_cast<double>(server->stats().data_digest_logins);
+            }}}) {
+    if (absl::Status s = metrics.AddCallbackGauge(name, help, read); !s.ok()) {
+      return s;
+    }
+  }
   std::string portals_text;
   for (size_t i = 0; i < hosted.size(); ++i) {
     absl::StatusOr<const iscsi::Portal*> portal =
