@@ -267,6 +267,7 @@ void Engine::NotifyCapacityChanged(uint64_t lun) { impl_->NotifyCapacityChanged(
 void Engine::NotifyAsymmetricAccessStateChanged() {
   impl_->NotifyAsymmetricAccessStateChanged();
 }
+void Engine::NotifyReportedLunsChanged() { impl_->NotifyReportedLunsChanged(); }
 void Engine::Submit(std::unique_ptr<Task> task, TaskCompletion done) {
   impl_->Submit(std::move(task), std::move(done));
 }
@@ -385,6 +386,19 @@ void Engine::Impl::NotifyAsymmetricAccessStateChanged() {
     absl::MutexLock lock(&lu->mu);
     QueueUaForAll(*lu, asc::kAsymmetricAccessStateChanged, nullptr);
   }
+}
+
+void Engine::Impl::NotifyReportedLunsChanged() {
+  for (auto& lu : AllLus()) {
+    absl::MutexLock lock(&lu->mu);
+    QueueUaForAll(*lu, asc::kReportedLunsDataHasChanged, nullptr);
+  }
+}
+
+bool Engine::Impl::InDirectory(uint64_t lun) const {
+  if (!options_.lun_directory) return false;
+  const auto luns = options_.lun_directory->ReportedLuns();
+  return std::find(luns.begin(), luns.end(), lun) != luns.end();
 }
 
 // ---------------------------------------------------------------------------

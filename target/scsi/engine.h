@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "blockstore/block_store.h"
+#include "target/scsi/lun_directory.h"
 #include "target/scsi/persistent_reservations.h"
 #include "target/scsi/port_state.h"
 #include "target/scsi/task.h"
@@ -83,6 +84,11 @@ struct EngineOptions {
   std::shared_ptr<PortStateProvider> port_state;
   // APTPL persistence; null: APTPL is not supported (PTPL_C=0).
   std::shared_ptr<PrPersistence> pr_persistence;
+  // The partner pair's LUN inventory (lun_directory.h); null: REPORT LUNS
+  // lists this engine's LUs only. When set, REPORT LUNS lists the union, and
+  // a listed LUN this engine lacks is "not currently connected" (PQ=001b,
+  // NOT READY 04h/0Ch) instead of "not supported" (PQ=011b, 25h/00h).
+  std::shared_ptr<LunDirectory> lun_directory;
   // PROTOCOL IDENTIFIER reported in VPD 0x83 port designators (5: iSCSI).
   uint8_t protocol_identifier = 0x5;
   // Identification reported for LUNs that do not exist (PQ=011b).
@@ -114,6 +120,11 @@ class Engine final : public TaskRouter {
   // Establishes ASYMMETRIC ACCESS STATE CHANGED on every LU for every nexus;
   // call it after the PortStateProvider's answer changed.
   void NotifyAsymmetricAccessStateChanged();
+  // Establishes REPORTED LUNS DATA HAS CHANGED on every LU for every nexus;
+  // call it after the LunDirectory's answer changed (AddLogicalUnit and
+  // RemoveLogicalUnit raise it themselves). A nexus that has not yet
+  // addressed any LU of this engine has nothing pending to be told.
+  void NotifyReportedLunsChanged();
 
   void Submit(std::unique_ptr<Task> task, TaskCompletion done) override;
   void ManageTasks(TmfRequest request, TmfCompletion done) override;

@@ -146,6 +146,7 @@ class Engine::Impl {
   std::vector<uint64_t> Luns() const;
   void NotifyCapacityChanged(uint64_t lun);
   void NotifyAsymmetricAccessStateChanged();
+  void NotifyReportedLunsChanged();
   void Submit(std::unique_ptr<Task> task, TaskCompletion done);
   void ManageTasks(TmfRequest request, TmfCompletion done);
 
@@ -176,6 +177,8 @@ class Engine::Impl {
   void ClearUaEverywhere(const std::string& nexus_key, Asc code);
   AluaState AluaStateFor(uint64_t lun, const ItNexus& nexus) const;
   std::vector<std::shared_ptr<internal::LogicalUnit>> AllLus() const;
+  // Whether the LunDirectory lists lun (false without a directory).
+  bool InDirectory(uint64_t lun) const;
   const EngineOptions& options() const { return options_; }
   // Checks blocks against the maximum transfer length (INVALID FIELD IN CDB
   // at length_byte), then [lba, lba+blocks) against capacity (LBA OUT OF
@@ -214,7 +217,10 @@ class Engine::Impl {
   void StartStopUnit(const CommandPtr& cmd);
   void PreventAllowMediumRemoval(const CommandPtr& cmd);
   void HandleMissingLun(const CommandPtr& cmd);
-  std::vector<uint8_t> StandardInquiry(const internal::LogicalUnit* lu) const;
+  // Standard INQUIRY data of lu; null: PQ 011b (no LU) unless connected_elsewhere,
+  // then PQ 001b (a direct-access LU of the pair not connected here).
+  std::vector<uint8_t> StandardInquiry(const internal::LogicalUnit* lu,
+                                       bool connected_elsewhere = false) const;
 
   // --- sbc.cc ---
   void ReadCapacity10(const CommandPtr& cmd);

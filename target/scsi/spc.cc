@@ -61,12 +61,24 @@ std::vector<uint8_t> VpdPage(uint8_t page, std::vector<uint8_t> body) {
   return out;
 }
 
+// A LUN of the pair (LunDirectory) that another node's engine serves: the
+// routing layer should have sent the command there.
+SenseData NotConnectedHere() {
+  SenseData s;
+  s.key = SenseKey::kNotReady;
+  s.code = asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState;
+  return s;
+}
+
 }  // namespace
 
-std::vector<uint8_t> Engine::Impl::StandardInquiry(const LogicalUnit* lu) const {
+std::vector<uint8_t> Engine::Impl::StandardInquiry(const LogicalUnit* lu,
+                                                   bool connected_elsewhere) const {
   std::vector<uint8_t> d;
   ByteWriter w(d);
-  w.U8(lu ? 0x00 : 0x7F);  // PQ 000b direct access; 011b + 1Fh: no LU
+  // PQ 000b: connected here; 001b: a LU of the pair (every one is direct
+  // access, type 00h) not connected here; 011b + 1Fh: no LU.
+  w.U8(lu ? 0x00 : connected_elsewhere ? 0x20 : 0x7F);
   w.U8(0x00);              // RMB=0
   w.U8(0x06);              // VERSION: SPC-4
   w.U8(0x12);              // HISUP=1, RESPONSE DATA FORMAT=2
@@ -98,7 +110,9 @@ void Engine::Impl::Inquiry(const CommandPtr& cmd) {
   const uint8_t page = cdb[2];
   if (!evpd && page != 0) return CompleteSense(cmd, InvalidFieldInCdb(2));
   const LogicalUnit* lu = cmd->lu.get();
-  if (!evpd) return CompleteData(cmd, StandardInquiry(lu));
+  const bool elsewhere = lu == nullptr && InDirectory(cmd->task->lun);
+  if (!evpd) return CompleteData(cmd, StandardInquiry(lu, elsewhere));
+  if (elsewhere) return CompleteSense(cmd, NotConnectedHere());
   if (lu == nullptr) return CompleteSense(cmd, IllegalRequest(asc::kLogicalUnitNotSupported));
 
   const ItNexus& nexus = cmd->nexus();
@@ -188,7 +202,17 @@ void Engine::Impl::ReportLuns(const CommandPtr& cmd) {
   if (select != 0x00 && select != 0x01 && select != 0x02) {
     return CompleteSense(cmd, InvalidFieldInCdb(2));
   }
-  std::vector<uint64_t> luns = select == 0x01 ? std::vector<uint64_t>{} : Luns();
+  std::vector<uint64_t> luns;
+  if (select != 0x01) {
+    luns = Luns();
+    if (options_.lun_directory) {
+      for (uint64_t lun : options_.lun_directory->ReportedLuns()) {
+        if (lun < 16384) luns.push_back(lun);
+      }
+      std::sort(luns.begin(), luns.end());
+      luns.erase(std::unique(luns.begin(), luns.end()), luns.end());
+    }
+  }
   std::vector<uint8_t> d(8, 0);
   PutBe32(&d[0], static_cast<uint32_t>(luns.size() * 8));
   for (uint64_t lun : luns) {
@@ -209,7 +233,8 @@ void Engine::Impl::RequestSense(const CommandPtr& cmd) {
   const bool desc = cmd->cdb()[1] & 0x01;
   SenseData sense;
   if (!cmd->lu) {
-    sense = IllegalRequest(asc::kLogicalUnitNotSupported);
+    sense = InDirectory(cmd->task->lun) ? NotConnectedHere()
+                                        : IllegalRequest(asc::kLogicalUnitNotSupported);
   } else {
     bool reported_luns = false;
     {
@@ -548,7 +573,9 @@ void Engine::Impl::HandleMissingLun(const CommandPtr& cmd) {
     case 0x03:
       return RequestSense(cmd);
     default:
-      return CompleteSense(cmd, IllegalRequest(asc::kLogicalUnitNotSupported));
+      return CompleteSense(cmd, InDirectory(cmd->task->lun)
+                                    ? NotConnectedHere()
+                                    : IllegalRequest(asc::kLogicalUnitNotSupported));
   }
 }
 
