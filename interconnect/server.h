@@ -1,0 +1,88 @@
+// The node's interconnect endpoint: one gRPC server on the interconnect
+// address hosting every interconnect service (proxy, heartbeat, later NVLOG
+// mirror, config replication, takeover control), with message limits that fit
+// the largest data transfer and keepalives that notice a dead peer in seconds.
+#ifndef INTERCONNECT_SERVER_H_
+#define INTERCONNECT_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace interconnect {
+
+// The largest data-out or data-in one command moves (iSCSI MaxBurstLength
+// caps a sequence at 16 MiB; the engine never produces more for one task).
+inline constexpr int kMaxDataTransferBytes = 16 * 1024 * 1024;
+// Room for the envelope's other fields (CDB, nexus names, sense, framing).
+inline constexpr int kEnvelopeOverheadBytes = 64 * 1024;
+
+// Keepalive and size settings shared by both ends of a connection.
+struct TransportOptions {
+  // Largest gRPC message accepted or sent, either direction.
+  int max_message_bytes = kMaxDataTransferBytes + kEnvelopeOverheadBytes;
+  // HTTP/2 PING interval on an idle-or-busy connection, and how long a PING
+  // may stay unanswered before the connection is declared dead. A dead partner
+  // is noticed within keepalive_time + keepalive_timeout.
+  std::chrono::milliseconds keepalive_time{1000};
+  std::chrono::milliseconds keepalive_timeout{1000};
+};
+
+// gRPC channel arguments for TransportOptions (client side).
+grpc::ChannelArguments ClientChannelArguments(const TransportOptions& options);
+
+class InterconnectServer {
+ public:
+  struct Options {
+    // "IP:port" to listen on; port 0 lets the kernel choose (see port()).
+    std::string address = "127.0.0.1:0";
+    // Usually MakeServerCredentials(); grpc::InsecureServerCredentials() only
+    // in tests.
+    std::shared_ptr<grpc::ServerCredentials> credentials;
+    TransportOptions transport;
+    // Smallest interval between client PINGs the server tolerates (must be
+    // below the clients' keepalive_time, or the server drops them).
+    std::chrono::milliseconds min_client_ping_interval{200};
+  };
+
+  // Builds and starts the server hosting services (not owned; they must
+  // outlive the server). Fails when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<InterconnectServer>> Create(
+      Options options, const std::vector<grpc::Service*>& services);
+
+  // Shuts down (cancelling in-flight calls after a short grace period).
+  ~InterconnectServer();
+
+  // The port bound (the chosen one when Options::address had port 0).
+  int port() const { return port_; }
+  // "IP:port" as bound.
+  const std::string& address() const { return address_; }
+
+  // A channel into this server without sockets or TLS (tests, benchmarks).
+  std::shared_ptr<grpc::Channel> InProcessChannel() const;
+
+  // Stops accepting and cancels calls still running after grace. Idempotent.
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+
+ private:
+  InterconnectServer(std::unique_ptr<grpc::Server> server, int port,
+                     std::string address, TransportOptions transport);
+
+  std::unique_ptr<grpc::Server> server_;
+  const int port_;
+  const std::string address_;
+  const TransportOptions transport_;
+  bool shut_down_ = false;
+};
+
+}  // namespace interconnect
+
+#endif  // INTERCONNECT_SERVER_H_

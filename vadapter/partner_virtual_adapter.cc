@@ -1,0 +1,244 @@
+#include "vadapter/partner_virtual_adapter.h"
+
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace vadapter {
+
+// One Exchange stream. The reactor object lives until OnDone; router
+// completions may arrive later, so they hold the Shared state (not the
+// reactor) and drop their answer once the stream has finished.
+class PartnerVirtualAdapter::Stream
+    : public grpc::ServerBidiReactor<interconnect::Envelope,
+                                     interconnect::Completion> {
+ public:
+  struct Outstanding {
+    std::shared_ptr<const scsi::ItNexus> nexus;
+    uint64_t lun = 0;
+    uint64_t tag = 0;
+  };
+
+  struct Shared {
+    absl::Mutex mu;
+    Stream* reactor ABSL_GUARDED_BY(mu);  // null once finished
+    std::deque<interconnect::Completion> writes ABSL_GUARDED_BY(mu);
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool finish_requested ABSL_GUARDED_BY(mu) = false;
+    absl::flat_hash_map<uint64_t, Outstanding> outstanding ABSL_GUARDED_BY(mu);
+
+    // Queues c for writing (drops it once the stream is finishing).
+    void Write(interconnect::Completion c) {
+      absl::MutexLock l(&mu);
+      outstanding.erase(c.request_id());
+      if (reactor == nullptr || finish_requested) return;
+      writes.push_back(std::move(c));
+      if (!writing) {
+        writing = true;
+        reactor->StartWrite(&writes.front());
+      }
+    }
+  };
+
+  Stream(PartnerVirtualAdapter& adapter) : adapter_(adapter) {
+    shared_ = std::make_shared<Shared>();
+    absl::MutexLock l(&shared_->mu);
+    shared_->reactor = this;
+    adapter_.streams_opened_++;
+    adapter_.open_streams_++;
+    StartRead(&envelope_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndOfRequests();
+      return;
+    }
+    adapter_.envelopes_++;
+    Handle(std::move(envelope_));
+    envelope_.Clear();
+    absl::MutexLock l(&shared_->mu);
+    if (!shared_->finish_requested) StartRead(&envelope_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&shared_->mu);
+    shared_->writes.pop_front();
+    if (!ok) shared_->writes.clear();  // the call is gone
+    if (!shared_->writes.empty() && !shared_->finish_requested) {
+      StartWrite(&shared_->writes.front());
+      return;
+    }
+    shared_->writing = false;
+    if (shared_->finish_requested) Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock l(&shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    adapter_.open_streams_--;
+    delete this;
+  }
+
+ private:
+  // The requester stopped sending (closed, crashed, or the link broke): abort
+  // what it left running and finish. Answers still in flight are dropped.
+  void EndOfRequests() {
+    std::vector<Outstanding> abort;
+    {
+      absl::MutexLock l(&shared_->mu);
+      for (auto& [id, o] : shared_->outstanding) abort.push_back(o);
+      shared_->outstanding.clear();
+      shared_->finish_requested = true;
+      shared_->writes.erase(
+          shared_->writes.begin() + (shared_->writing ? 1 : 0),
+          shared_->writes.end());
+      if (!shared_->writing) Finish(grpc::Status::OK);
+    }
+    for (Outstanding& o : abort) {
+      adapter_.aborted_on_stream_end_++;
+      scsi::TmfRequest r;
+      r.nexus = std::move(o.nexus);
+      r.function = scsi::TmfFunction::kAbortTask;
+      r.lun = o.lun;
+      r.referenced_tag = o.tag;
+      adapter_.router_.ManageTasks(std::move(r), [](scsi::TmfResult) {});
+    }
+  }
+
+  void Reject(uint64_t request_id, bool tmf, const absl::Status& why) {
+    adapter_.rejected_++;
+    interconnect::Completion c;
+    c.set_request_id(request_id);
+    if (tmf) {
+      c.mutable_tmf()->set_result(
+          static_cast<uint32_t>(scsi::TmfResult::kRejected));
+    } else {
+      EncodeScsiResponse(InvalidFieldInCdbResponse(), c.mutable_scsi());
+    }
+    shared_->Write(std::move(c));
+  }
+
+  void Handle(interconnect::Envelope envelope) {
+    const uint64_t id = envelope.request_id();
+    switch (envelope.payload_case()) {
+      case interconnect::Envelope::kScsiCommand:
+        HandleCommand(id, envelope.mutable_scsi_command());
+        return;
+      case interconnect::Envelope::kTaskManagement:
+        HandleTmf(id, envelope.task_management());
+        return;
+      case interconnect::Envelope::PAYLOAD_NOT_SET:
+        Reject(id, false, absl::InvalidArgumentError("empty envelope"));
+        return;
+    }
+    Reject(id, false, absl::InvalidArgumentError("unknown payload"));
+  }
+
+  void HandleCommand(uint64_t id, interconnect::ScsiCommand* command) {
+    auto task =
+        DecodeScsiCommand(command, adapter_.options_.limits, adapter_.interner_);
+    if (!task.ok()) {
+      Reject(id, false, task.status());
+      return;
+    }
+    enum { kAccepted, kDuplicate, kFull } verdict = kAccepted;
+    {
+      absl::MutexLock l(&shared_->mu);
+      if (shared_->outstanding.contains(id)) {
+        verdict = kDuplicate;
+      } else if (shared_->outstanding.size() >=
+                 adapter_.options_.max_outstanding_per_stream) {
+        verdict = kFull;
+      } else {
+        shared_->outstanding.emplace(
+            id, Outstanding{(*task)->nexus, (*task)->lun, (*task)->tag});
+      }
+    }
+    if (verdict == kDuplicate) {
+      // A reused request id would make completions ambiguous.
+      Reject(id, false, absl::InvalidArgumentError("duplicate request_id"));
+      return;
+    }
+    if (verdict == kFull) {
+      interconnect::Completion c;
+      c.set_request_id(id);
+      EncodeScsiResponse(TaskSetFullResponse(), c.mutable_scsi());
+      shared_->Write(std::move(c));
+      return;
+    }
+    // The engine may complete inline, on this thread: no lock held here.
+    adapter_.router_.Submit(
+        std::move(*task), [shared = shared_, id](scsi::TaskResponse r) {
+          interconnect::Completion c;
+          c.set_request_id(id);
+          EncodeScsiResponse(std::move(r), c.mutable_scsi());
+          shared->Write(std::move(c));
+        });
+  }
+
+  void HandleTmf(uint64_t id, const interconnect::TaskManagement& tmf) {
+    auto request =
+        DecodeTaskManagement(tmf, adapter_.options_.limits, adapter_.interner_);
+    if (!request.ok()) {
+      Reject(id, true, request.status());
+      return;
+    }
+    adapter_.router_.ManageTasks(
+        std::move(*request), [shared = shared_, id](scsi::TmfResult result) {
+          interconnect::Completion c;
+          c.set_request_id(id);
+          c.mutable_tmf()->set_result(static_cast<uint32_t>(result));
+          shared->Write(std::move(c));
+        });
+  }
+
+  PartnerVirtualAdapter& adapter_;
+  std::shared_ptr<Shared> shared_;
+  interconnect::Envelope envelope_;
+};
+
+PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
+                                             Options options)
+    : router_(router),
+      options_(options),
+      interner_([this](scsi::ItNexus n) { return Intern(std::move(n)); }) {}
+
+grpc::ServerBidiReactor<interconnect::Envelope, interconnect::Completion>*
+PartnerVirtualAdapter::Exchange(grpc::CallbackServerContext* context) {
+  return new Stream(*this);
+}
+
+std::shared_ptr<const scsi::ItNexus> PartnerVirtualAdapter::Intern(
+    scsi::ItNexus nexus) {
+  std::string key = absl::StrCat(nexus.initiator_port_name, "\n",
+                                 nexus.target_port_name, "\n",
+                                 nexus.relative_target_port_id, "\n",
+                                 nexus.target_port_group);
+  absl::MutexLock l(&nexus_mu_);
+  auto& slot = nexuses_[key];
+  if (auto existing = slot.lock()) return existing;
+  auto fresh = std::make_shared<const scsi::ItNexus>(std::move(nexus));
+  slot = fresh;
+  if (nexuses_.size() >= nexus_sweep_at_) {
+    // Forget nexuses no task refers to any more.
+    absl::erase_if(nexuses_, [](const auto& kv) { return kv.second.expired(); });
+    nexus_sweep_at_ = std::max<size_t>(64, nexuses_.size() * 2);
+  }
+  return fresh;
+}
+
+PartnerVirtualAdapter::Stats PartnerVirtualAdapter::stats() const {
+  Stats s;
+  s.envelopes = envelopes_.load();
+  s.rejected = rejected_.load();
+  s.streams_opened = streams_opened_.load();
+  s.aborted_on_stream_end = aborted_on_stream_end_.load();
+  return s;
+}
+
+}  // namespace vadapter

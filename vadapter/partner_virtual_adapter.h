@@ -1,0 +1,86 @@
+// The partner virtual adapter (seed 002): the owner's end of the proxy path.
+// It serves interconnect.Proxy: every Envelope the partner's local virtual
+// adapter sends is validated field by field, rebuilt into a scsi::Task (or
+// TmfRequest) on a shared ItNexus, and submitted to the owner's TaskRouter
+// (its SCSI engine) as if it had arrived locally; each completion streams back
+// on the stream it came from, from whatever thread the engine completes on.
+//
+// A malformed envelope is answered (CHECK CONDITION, ILLEGAL REQUEST, INVALID
+// FIELD IN CDB; or a kRejected TMF result), never fatal. When a stream ends
+// (the requester crashed, the link dropped, or it closed), every task still
+// outstanding from that stream is aborted on the engine with ABORT TASK for its
+// (nexus, tag): nothing keeps running for a requester that can no longer hear
+// the answer. (The requester's iSCSI sessions own the nexuses; it sends I_T
+// NEXUS LOSS itself when one ends.)
+#ifndef VADAPTER_PARTNER_VIRTUAL_ADAPTER_H_
+#define VADAPTER_PARTNER_VIRTUAL_ADAPTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "interconnect/proxy.grpc.pb.h"
+#include "target/scsi/task.h"
+#include "vadapter/envelope.h"
+
+namespace vadapter {
+
+class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService {
+ public:
+  struct Options {
+    EnvelopeLimits limits;
+    // Commands one stream may have running on the engine; beyond it a command
+    // is answered TASK SET FULL (the requester's own flow control keeps well
+    // below this; it guards against a runaway peer).
+    size_t max_outstanding_per_stream = 4096;
+  };
+
+  struct Stats {
+    uint64_t envelopes = 0;         // received
+    uint64_t rejected = 0;          // answered as malformed
+    uint64_t streams_opened = 0;
+    uint64_t aborted_on_stream_end = 0;  // ABORT TASKs issued for dead streams
+  };
+
+  // router (the owner's engine, usually) must outlive the adapter and the
+  // server hosting it.
+  PartnerVirtualAdapter(scsi::TaskRouter& router, Options options);
+  explicit PartnerVirtualAdapter(scsi::TaskRouter& router)
+      : PartnerVirtualAdapter(router, Options()) {}
+
+  // interconnect::Proxy
+  grpc::ServerBidiReactor<interconnect::Envelope, interconnect::Completion>*
+  Exchange(grpc::CallbackServerContext* context) override;
+
+  Stats stats() const;
+  // Streams currently open.
+  int open_streams() const { return open_streams_.load(); }
+
+ private:
+  class Stream;
+  friend class Stream;
+
+  std::shared_ptr<const scsi::ItNexus> Intern(scsi::ItNexus nexus);
+
+  scsi::TaskRouter& router_;
+  const Options options_;
+  const NexusInterner interner_;
+
+  std::atomic<uint64_t> envelopes_{0};
+  std::atomic<uint64_t> rejected_{0};
+  std::atomic<uint64_t> streams_opened_{0};
+  std::atomic<uint64_t> aborted_on_stream_end_{0};
+  std::atomic<int> open_streams_{0};
+
+  absl::Mutex nexus_mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<const scsi::ItNexus>> nexuses_
+      ABSL_GUARDED_BY(nexus_mu_);
+  size_t nexus_sweep_at_ ABSL_GUARDED_BY(nexus_mu_) = 64;
+};
+
+}  // namespace vadapter
+
+#endif  // VADAPTER_PARTNER_VIRTUAL_ADAPTER_H_
