@@ -113,15 +113,23 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   scsi::EngineOptions engine_options;
   engine_options.port_state =
       std::make_shared<LifPortStateProvider>(lifs, **node);
+  // REPORT LUNS answers for the whole pair.
+  engine_options.lun_directory = std::make_shared<NodeLunDirectory>(**node);
   // Reservations made with APTPL survive restarts in the configuration database.
   engine_options.pr_persistence = std::make_shared<ConfigDbPrPersistence>(db);
   absl::StatusOr<std::unique_ptr<scsi::Engine>> engine =
       scsi::Engine::Create(std::move(engine_options));
   if (!engine.ok()) return engine.status();
+  scsi::Engine* engine_ptr = engine->get();
+  (*node)->SetInventoryChangedCallback(
+      [engine_ptr] { engine_ptr->NotifyReportedLunsChanged(); });
   EngineLunBinder binder(**engine);
   (*node)->AddListener(&binder);
   // On every way out (errors included), LUs leave the engine while it exists.
-  absl::Cleanup node_shutdown = [&node] { (*node)->Shutdown(); };
+  absl::Cleanup node_shutdown = [&node] {
+    (*node)->SetInventoryChangedCallback(nullptr);
+    (*node)->Shutdown();
+  };
 
   // The local virtual target module routes each task by the LUN's owner. No
   // forwarder yet: a standalone node answers for partner-owned LUNs with the

@@ -410,6 +410,14 @@ std::optional<std::string> Node::OwnerOf(uint64_t lun) const {
   return it->second;
 }
 
+std::vector<uint64_t> Node::KnownLuns() const {
+  absl::ReaderMutexLock lock(&owners_mu_);
+  std::vector<uint64_t> ids;
+  ids.reserve(owners_.size());
+  for (const auto& [id, owner] : owners_) ids.push_back(id);
+  return ids;
+}
+
 void Node::SetOwner(uint64_t id, std::optional<std::string> owner) {
   absl::MutexLock lock(&owners_mu_);
   if (owner.has_value()) {

@@ -91,6 +91,9 @@ class Node : public mgmt::ManagementBackend,
   // closes its store here as ownership says.
   void LunChanged(uint64_t id) override;
 
+  // Every LUN of the pair this node knows (any owner), unordered.
+  std::vector<uint64_t> KnownLuns() const;
+
   // Called (without locks held) whenever the pair's LUN inventory changes.
   void SetInventoryChangedCallback(std::function<void()> callback);
 

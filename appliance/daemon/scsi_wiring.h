@@ -11,6 +11,7 @@
 #include "appliance/config/config.pb.h"
 #include "appliance/daemon/node.h"
 #include "target/scsi/engine.h"
+#include "target/scsi/lun_directory.h"
 #include "target/scsi/port_state.h"
 #include "target/virtual_target/module.h"
 
@@ -41,6 +42,18 @@ class LifPortStateProvider : public scsi::PortStateProvider {
  private:
   const std::vector<config::Lif> lifs_;
   const virtual_target::OwnershipView& ownership_;
+};
+
+// REPORT LUNS lists every LUN of the pair, whichever node owns it.
+class NodeLunDirectory : public scsi::LunDirectory {
+ public:
+  explicit NodeLunDirectory(const Node& node) : node_(node) {}
+  std::vector<uint64_t> ReportedLuns() const override {
+    return node_.KnownLuns();
+  }
+
+ private:
+  const Node& node_;
 };
 
 }  // namespace appliance::daemon
