@@ -149,13 +149,13 @@ void PartnerChannel::HeartbeatLoop() {
       if (ok) {
         consecutive_misses_ = 0;
         heartbeat_ok_ = true;
+        answered_++;
         last_reply_ = absl::Now();
         partner_state_ = reply.state();
       } else if (++consecutive_misses_ >= options_.heartbeat_misses) {
         heartbeat_ok_ = false;
       }
     }
-    if (ok) answered_++;
     Recompute();
     absl::MutexLock l(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -198,6 +198,15 @@ int PartnerChannel::AddStateListener(std::function<void(bool)> listener) {
 void PartnerChannel::RemoveStateListener(int id) {
   absl::MutexLock l(&listeners_mu_);
   listeners_.erase(id);
+}
+
+bool PartnerChannel::WaitForHeartbeats(uint64_t count,
+                                       absl::Duration timeout) const {
+  absl::MutexLock l(&mu_);
+  auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return answered_.load() >= count;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
 }
 
 bool PartnerChannel::WaitUntil(bool want, absl::Duration timeout) const {

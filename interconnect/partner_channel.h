@@ -125,6 +125,8 @@ class PartnerChannel {
   // Blocks until connected() == want or timeout passes; returns whether it
   // got there (start-up code and tests).
   bool WaitUntil(bool want, absl::Duration timeout) const;
+  // Blocks until count heartbeats have been answered (or timeout).
+  bool WaitForHeartbeats(uint64_t count, absl::Duration timeout) const;
 
  private:
   PartnerChannel(std::shared_ptr<grpc::Channel> channel, Options options,

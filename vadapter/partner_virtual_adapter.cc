@@ -1,5 +1,6 @@
 #include "vadapter/partner_virtual_adapter.h"
 
+#include <algorithm>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -30,9 +31,10 @@ class PartnerVirtualAdapter::Stream
     absl::flat_hash_map<uint64_t, Outstanding> outstanding ABSL_GUARDED_BY(mu);
 
     // Queues c for writing (drops it once the stream is finishing).
-    void Write(interconnect::Completion c) {
+    // finishes_task: c answers a command in outstanding.
+    void Write(interconnect::Completion c, bool finishes_task = false) {
       absl::MutexLock l(&mu);
-      outstanding.erase(c.request_id());
+      if (finishes_task) outstanding.erase(c.request_id());
       if (reactor == nullptr || finish_requested) return;
       writes.push_back(std::move(c));
       if (!writing) {
@@ -177,7 +179,7 @@ class PartnerVirtualAdapter::Stream
           interconnect::Completion c;
           c.set_request_id(id);
           EncodeScsiResponse(std::move(r), c.mutable_scsi());
-          shared->Write(std::move(c));
+          shared->Write(std::move(c), /*finishes_task=*/true);
         });
   }
 
@@ -187,6 +189,9 @@ class PartnerVirtualAdapter::Stream
     if (!request.ok()) {
       Reject(id, true, request.status());
       return;
+    }
+    if (request->function == scsi::TmfFunction::kItNexusLoss) {
+      adapter_.ForgetNexus(*request->nexus);
     }
     adapter_.router_.ManageTasks(
         std::move(*request), [shared = shared_, id](scsi::TmfResult result) {
@@ -206,30 +211,44 @@ PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
                                              Options options)
     : router_(router),
       options_(options),
-      interner_([this](scsi::ItNexus n) { return Intern(std::move(n)); }) {}
+      interner_([this](scsi::ItNexus n) { return Intern(std::move(n)); }) {
+  absl::MutexLock l(&nexus_mu_);
+  nexus_sweep_at_ = options_.max_nexuses;
+}
 
 grpc::ServerBidiReactor<interconnect::Envelope, interconnect::Completion>*
 PartnerVirtualAdapter::Exchange(grpc::CallbackServerContext* context) {
   return new Stream(*this);
 }
 
+namespace {
+std::string NexusKey(const scsi::ItNexus& n) {
+  return absl::StrCat(n.initiator_port_name, "\n", n.target_port_name, "\n",
+                      n.relative_target_port_id, "\n", n.target_port_group);
+}
+}  // namespace
+
 std::shared_ptr<const scsi::ItNexus> PartnerVirtualAdapter::Intern(
     scsi::ItNexus nexus) {
-  std::string key = absl::StrCat(nexus.initiator_port_name, "\n",
-                                 nexus.target_port_name, "\n",
-                                 nexus.relative_target_port_id, "\n",
-                                 nexus.target_port_group);
+  std::string key = NexusKey(nexus);
   absl::MutexLock l(&nexus_mu_);
-  auto& slot = nexuses_[key];
-  if (auto existing = slot.lock()) return existing;
-  auto fresh = std::make_shared<const scsi::ItNexus>(std::move(nexus));
-  slot = fresh;
+  auto it = nexuses_.find(key);
+  if (it != nexuses_.end()) return it->second;
   if (nexuses_.size() >= nexus_sweep_at_) {
-    // Forget nexuses no task refers to any more.
-    absl::erase_if(nexuses_, [](const auto& kv) { return kv.second.expired(); });
-    nexus_sweep_at_ = std::max<size_t>(64, nexuses_.size() * 2);
+    // Forget nexuses no task refers to any more (their sessions are gone or
+    // idle; a later command simply gets a new object).
+    absl::erase_if(nexuses_,
+                   [](const auto& kv) { return kv.second.use_count() == 1; });
+    nexus_sweep_at_ = std::max(options_.max_nexuses, nexuses_.size() * 2);
   }
+  auto fresh = std::make_shared<const scsi::ItNexus>(std::move(nexus));
+  nexuses_.emplace(std::move(key), fresh);
   return fresh;
+}
+
+void PartnerVirtualAdapter::ForgetNexus(const scsi::ItNexus& nexus) {
+  absl::MutexLock l(&nexus_mu_);
+  nexuses_.erase(NexusKey(nexus));
 }
 
 PartnerVirtualAdapter::Stats PartnerVirtualAdapter::stats() const {

@@ -36,6 +36,9 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
     // is answered TASK SET FULL (the requester's own flow control keeps well
     // below this; it guards against a runaway peer).
     size_t max_outstanding_per_stream = 4096;
+    // Nexuses remembered (so every task of one nexus shares one ItNexus
+    // object) before idle ones are forgotten; I_T NEXUS LOSS forgets one.
+    size_t max_nexuses = 4096;
   };
 
   struct Stats {
@@ -47,6 +50,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
 
   // router (the owner's engine, usually) must outlive the adapter and the
   // server hosting it.
+  // The adapter must outlive the server hosting it.
   PartnerVirtualAdapter(scsi::TaskRouter& router, Options options);
   explicit PartnerVirtualAdapter(scsi::TaskRouter& router)
       : PartnerVirtualAdapter(router, Options()) {}
@@ -64,6 +68,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
   friend class Stream;
 
   std::shared_ptr<const scsi::ItNexus> Intern(scsi::ItNexus nexus);
+  void ForgetNexus(const scsi::ItNexus& nexus);
 
   scsi::TaskRouter& router_;
   const Options options_;
@@ -76,9 +81,9 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
   std::atomic<int> open_streams_{0};
 
   absl::Mutex nexus_mu_;
-  absl::flat_hash_map<std::string, std::weak_ptr<const scsi::ItNexus>> nexuses_
-      ABSL_GUARDED_BY(nexus_mu_);
-  size_t nexus_sweep_at_ ABSL_GUARDED_BY(nexus_mu_) = 64;
+  absl::flat_hash_map<std::string, std::shared_ptr<const scsi::ItNexus>>
+      nexuses_ ABSL_GUARDED_BY(nexus_mu_);
+  size_t nexus_sweep_at_ ABSL_GUARDED_BY(nexus_mu_);
 };
 
 }  // namespace vadapter
