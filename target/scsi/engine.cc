@@ -448,12 +448,13 @@ void Engine::Impl::Submit(std::unique_ptr<Task> task, TaskCompletion done) {
   const size_t real_cdb_length = cmd->task->cdb.size();
   if (real_cdb_length < 16) cmd->task->cdb.resize(16, 0);
 
-  SenseData lookup_error;
   const CommandInfo* info =
       real_cdb_length == 0
           ? nullptr
-          : internal::LookupCommand(absl::MakeConstSpan(cmd->task->cdb), &lookup_error);
-  if (real_cdb_length == 0) lookup_error = IllegalRequest(asc::kInvalidCommandOperationCode);
+          : internal::LookupCommand(absl::MakeConstSpan(cmd->task->cdb), &cmd->lookup_error);
+  if (real_cdb_length == 0) {
+    cmd->lookup_error = IllegalRequest(asc::kInvalidCommandOperationCode);
+  }
   cmd->info = info;
 
   std::shared_ptr<LogicalUnit> lu;
@@ -468,13 +469,67 @@ void Engine::Impl::Submit(std::unique_ptr<Task> task, TaskCompletion done) {
   }
   cmd->lu = lu;
 
+  // Enter the task set (SAM-5 8.6; ACA is not supported and runs as SIMPLE).
+  {
+    absl::MutexLock lock(&lu->mu);
+    const TaskAttribute attribute =
+        options_.honor_task_attributes ? cmd->task->attribute : TaskAttribute::kSimple;
+    cmd->attribute = attribute;
+    bool enabled = true;
+    if (attribute == TaskAttribute::kHeadOfQueue) {
+      lu->tasks.push_front(cmd);
+    } else {
+      for (const auto& older : lu->tasks) {
+        const TaskAttribute a = older->attribute;
+        if (attribute == TaskAttribute::kOrdered || a == TaskAttribute::kOrdered ||
+            a == TaskAttribute::kHeadOfQueue) {
+          enabled = false;
+          break;
+        }
+      }
+      lu->tasks.push_back(cmd);
+    }
+    cmd->tracked = true;
+    cmd->enabled = enabled;
+    if (!enabled) {
+      ++lu->dormant_tasks;
+      return;  // Complete() of an older task starts it.
+    }
+  }
+  Start(cmd);
+}
+
+std::vector<CommandPtr> Engine::Impl::EnableDormantLocked(LogicalUnit& lu) {
+  std::vector<CommandPtr> enabled;
+  if (lu.dormant_tasks == 0) return enabled;
+  bool older_task = false;
+  bool older_ordered_or_head = false;
+  for (const auto& t : lu.tasks) {
+    const TaskAttribute a = t->attribute;
+    if (!t->enabled && !t->aborted) {
+      const bool may_run = a == TaskAttribute::kHeadOfQueue ||
+                           (a == TaskAttribute::kOrdered ? !older_task
+                                                         : !older_ordered_or_head);
+      if (may_run) {
+        t->enabled = true;
+        --lu.dormant_tasks;
+        enabled.push_back(t);
+      }
+    }
+    older_task = true;
+    older_ordered_or_head |= a == TaskAttribute::kOrdered || a == TaskAttribute::kHeadOfQueue;
+  }
+  return enabled;
+}
+
+void Engine::Impl::Start(const CommandPtr& cmd) {
+  const CommandInfo* info = cmd->info;
+  const std::shared_ptr<LogicalUnit>& lu = cmd->lu;
   std::optional<SenseData> error;
   bool conflict = false;
   bool clear_reported_luns_elsewhere = false;
   {
     absl::MutexLock lock(&lu->mu);
-    lu->tasks.push_back(cmd);
-    cmd->tracked = true;
     const uint64_t capacity = lu->store->num_blocks();
     if (capacity != lu->num_blocks) {
       lu->num_blocks = capacity;
@@ -492,7 +547,7 @@ void Engine::Impl::Submit(std::unique_ptr<Task> task, TaskCompletion done) {
       clear_reported_luns_elsewhere = ua == asc::kReportedLunsDataHasChanged;
       error = UnitAttention(ua);
     } else if (info == nullptr) {
-      error = lookup_error;
+      error = cmd->lookup_error;
     } else if (control & 0x05) {
       // NACA and LINK are not supported (NORMACA=0).
       error = InvalidFieldInCdb(static_cast<uint16_t>(info->cdb_length - 1),
@@ -530,6 +585,7 @@ void Engine::Impl::Submit(std::unique_ptr<Task> task, TaskCompletion done) {
 void Engine::Impl::Complete(const CommandPtr& cmd, TaskResponse response) {
   std::vector<std::shared_ptr<CompletionBarrier>> barriers;
   std::vector<internal::RangeWaiter> granted;
+  std::vector<CommandPtr> to_start;
   bool aborted = false;
   if (cmd->lu) {
     LogicalUnit& lu = *cmd->lu;
@@ -537,6 +593,8 @@ void Engine::Impl::Complete(const CommandPtr& cmd, TaskResponse response) {
     if (cmd->tracked) {
       lu.tasks.remove(cmd);
       cmd->tracked = false;
+      if (!cmd->enabled) --lu.dormant_tasks;  // aborted while dormant
+      to_start = EnableDormantLocked(lu);
     }
     aborted = cmd->aborted;
     barriers.swap(cmd->barriers);
@@ -594,6 +652,7 @@ void Engine::Impl::Complete(const CommandPtr& cmd, TaskResponse response) {
   if (cmd->done) std::move(cmd->done)(std::move(response));
   for (auto& g : granted) std::move(g.granted)();
   for (auto& b : barriers) b->Release();
+  for (const auto& next : to_start) Start(next);
 }
 
 void Engine::Impl::CompleteData(const CommandPtr& cmd, std::vector<uint8_t> data) {
@@ -745,6 +804,10 @@ void Engine::Impl::AbortLocked(LogicalUnit& lu, const CommandPtr& cmd,
   if (barrier) {
     barrier->Add();
     cmd->barriers.push_back(barrier);
+  }
+  if (!cmd->enabled) {
+    to_complete->push_back(cmd);  // never started: nothing to wait for
+    return;
   }
   for (auto it = lu.range_waiters.begin(); it != lu.range_waiters.end(); ++it) {
     if (it->cmd == cmd) {

@@ -89,6 +89,13 @@ struct EngineOptions {
   // a listed LUN this engine lacks is "not currently connected" (PQ=001b,
   // NOT READY 04h/0Ch) instead of "not supported" (PQ=011b, 25h/00h).
   std::shared_ptr<LunDirectory> lun_directory;
+  // SAM-5 task set management of ORDERED and HEAD OF QUEUE tasks (VPD 0x86
+  // HEADSUP/ORDSUP). Off by default: target/iscsi currently casts the RFC 7143
+  // ATTR field (1 = SIMPLE, 2 = ORDERED, 3 = HEAD OF QUEUE) straight to
+  // TaskAttribute (kSimple = 0, kOrdered = 1, ...), so every SIMPLE command of
+  // a real initiator would arrive as kOrdered and run one at a time. Turn on
+  // once the transport maps the attribute; off, every task runs as SIMPLE.
+  bool honor_task_attributes = false;
   // PROTOCOL IDENTIFIER reported in VPD 0x83 port designators (5: iSCSI).
   uint8_t protocol_identifier = 0x5;
   // Identification reported for LUNs that do not exist (PQ=011b).

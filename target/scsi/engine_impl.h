@@ -51,12 +51,21 @@ struct Command {
   std::shared_ptr<LogicalUnit> lu;  // null: the LUN does not exist
   std::string nexus_key;
   const CommandInfo* info = nullptr;
+  // Why info is null (unsupported opcode or service action).
+  SenseData lookup_error;
   // Scratch buffer for I/O the command does beyond data_in/data_out.
   std::vector<uint8_t> buffer;
   TaskResponse response;
 
   // Guarded by lu->mu.
   bool tracked = false;   // in lu->tasks
+  // SAM-5 task set management: a dormant task (enabled = false) waits in
+  // lu->tasks for older ORDERED / HEAD OF QUEUE tasks (or, if ORDERED itself,
+  // for every older task) to complete; Complete() starts it.
+  bool enabled = false;
+  // The attribute the task set applies: the task's, or kSimple when
+  // EngineOptions::honor_task_attributes is off.
+  TaskAttribute attribute = TaskAttribute::kSimple;
   bool aborted = false;
   bool holds_range = false;
   uint64_t range_lba = 0;
@@ -105,7 +114,9 @@ struct LogicalUnit {
   absl::Mutex mu;
   uint64_t num_blocks ABSL_GUARDED_BY(mu) = 0;  // last capacity seen
   std::map<std::string, NexusState> nexuses ABSL_GUARDED_BY(mu);
+  // The task set, oldest first (HEAD OF QUEUE tasks enter at the front).
   std::list<CommandPtr> tasks ABSL_GUARDED_BY(mu);
+  size_t dormant_tasks ABSL_GUARDED_BY(mu) = 0;
   ModePages mode ABSL_GUARDED_BY(mu){true};
   PrState pr ABSL_GUARDED_BY(mu);
   std::optional<std::string> spc2_holder ABSL_GUARDED_BY(mu);  // nexus key
@@ -150,7 +161,10 @@ class Engine::Impl {
   void Submit(std::unique_ptr<Task> task, TaskCompletion done);
   void ManageTasks(TmfRequest request, TmfCompletion done);
 
-  // --- engine.cc: completion and shared helpers ---
+  // --- engine.cc: task flow, completion and shared helpers ---
+  // Runs an enabled task: unit attention, ALUA and reservation checks, then
+  // the command's handler.
+  void Start(const CommandPtr& cmd);
   void Complete(const CommandPtr& cmd, TaskResponse response);
   void CompleteGood(const CommandPtr& cmd) { Complete(cmd, TaskResponse{}); }
   void CompleteData(const CommandPtr& cmd, std::vector<uint8_t> data);
@@ -248,6 +262,10 @@ class Engine::Impl {
   void AbortLocked(internal::LogicalUnit& lu, const CommandPtr& cmd,
                    const std::shared_ptr<internal::CompletionBarrier>& barrier,
                    std::vector<CommandPtr>* to_complete)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lu.mu);
+  // Marks enabled the dormant tasks of lu that SAM-5 now lets run and
+  // returns them (to Start() once lu.mu is released).
+  static std::vector<CommandPtr> EnableDormantLocked(internal::LogicalUnit& lu)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lu.mu);
   // LOGICAL UNIT RESET semantics on lu with unit attention code.
   void ResetLu(internal::LogicalUnit& lu, Asc code,

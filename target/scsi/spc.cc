@@ -159,7 +159,7 @@ void Engine::Impl::Inquiry(const CommandPtr& cmd) {
     }
     case 0x86:  // Extended INQUIRY data
       w.Zeros(60);
-      body[1] = 0x01;  // SIMPSUP
+      body[1] = options_.honor_task_attributes ? 0x07 : 0x01;  // HEADSUP ORDSUP SIMPSUP
       body[2] = 0x01;  // V_SUP: volatile cache
       body[3] = 0x01;  // LUICLR
       break;

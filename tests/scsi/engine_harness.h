@@ -77,8 +77,10 @@ class Harness {
                                  std::vector<uint8_t> data_out = {},
                                  std::shared_ptr<const ItNexus> nexus = nullptr,
                                  uint64_t lun = 0, uint32_t alloc = 1 << 20,
-                                 uint64_t tag = 0) {
+                                 uint64_t tag = 0,
+                                 TaskAttribute attribute = TaskAttribute::kSimple) {
     auto task = std::make_unique<Task>();
+    task->attribute = attribute;
     task->nexus = nexus ? nexus : a_;
     task->lun = lun;
     task->cdb.assign(cdb.begin(), cdb.end());

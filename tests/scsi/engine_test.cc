@@ -203,7 +203,7 @@ TEST_F(EngineTest, VpdBlockLimitsAndProvisioning) {
   r = Do(Cdb({0x12, 1, 0xB1, 0, 255, 0}));
   EXPECT_EQ(GetBe16(&r.data_in[4]), 1);  // non-rotating
   r = Do(Cdb({0x12, 1, 0x86, 0, 255, 0}));
-  EXPECT_EQ(r.data_in[5], 0x01);  // SIMPSUP
+  EXPECT_EQ(r.data_in[5], 0x01);  // SIMPSUP (task attributes not honoured by default)
   EXPECT_EQ(r.data_in[7], 0x01);  // LUICLR
 }
 
