@@ -113,6 +113,8 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   scsi::EngineOptions engine_options;
   engine_options.port_state =
       std::make_shared<LifPortStateProvider>(lifs, **node);
+  // SAM-5 task attributes: ORDERED waits for older tasks, HEAD OF QUEUE first.
+  engine_options.honor_task_attributes = true;
   // REPORT LUNS answers for the whole pair.
   engine_options.lun_directory = std::make_shared<NodeLunDirectory>(**node);
   // Reservations made with APTPL survive restarts in the configuration database.

@@ -1,5 +1,7 @@
 #include "target/iscsi/connection.h"
 
+#include "target/iscsi/task_attribute.h"
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -609,8 +611,7 @@ void Connection::HandleScsiCommand(Pdu pdu) {
   task.lun = DecodeLun(cmd.lun);
   task.cdb.assign(cmd.cdb.begin(), cmd.cdb.end());
   task.cdb.insert(task.cdb.end(), ahs->extended_cdb.begin(), ahs->extended_cdb.end());
-  task.attribute = cmd.attribute <= 3 ? static_cast<scsi::TaskAttribute>(cmd.attribute)
-                                      : scsi::TaskAttribute::kSimple;
+  task.attribute = TaskAttributeFromIscsi(cmd.attribute);
   task.tag = cmd.itt;
   task.expected_data_in_length = read_length;
   if (write_length > 0) {
@@ -1081,4 +1082,12 @@ void Connection::HandleLogout(const Pdu& pdu) {
   }
 }
 
+}  // namespace iscsi
+
+namespace iscsi {
+std::string Connection::DebugString() {
+  return absl::StrCat("conn fd ", fd_, " watch ", watch_id_, " closed ", closed_, " caf ", close_after_flush_,
+                      " paused ", reading_paused_, " ww ", want_write_, " phase ", static_cast<int>(phase_),
+                      " out ", out_.size() - out_pos_, " this ", reinterpret_cast<uintptr_t>(this));
+}
 }  // namespace iscsi

@@ -161,7 +161,7 @@ struct ScsiCommand {
   bool final_bit = true;
   bool read = false;
   bool write = false;
-  uint8_t attribute = 0;  // scsi::TaskAttribute value (3 bits)
+  uint8_t attribute = 0;  // ATTR field (3 bits): see task_attribute.h
   uint64_t lun = 0;
   uint32_t itt = 0;
   uint32_t expected_data_transfer_length = 0;
