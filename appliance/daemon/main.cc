@@ -5,6 +5,7 @@
 //
 // Stops cleanly on SIGTERM or SIGINT.
 #include <signal.h>
+#include <atomic>
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "appliance/config/bootstrap.h"
 #include "appliance/config/config_db.h"
+#include "appliance/config/replicator.h"
 #include "appliance/daemon/logging.h"
 #include "appliance/daemon/node.h"
 #include "appliance/daemon/pr_persistence.h"
@@ -29,10 +31,15 @@
 #include "appliance/mgmt/rest_server.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
+#include "interconnect/partner_channel.h"
+#include "interconnect/server.h"
+#include "interconnect/tls.h"
 #include "target/iscsi/options.h"
 #include "target/iscsi/server.h"
 #include "target/scsi/engine.h"
 #include "target/virtual_target/module.h"
+#include "vadapter/local_virtual_adapter.h"
+#include "vadapter/partner_virtual_adapter.h"
 
 ABSL_FLAG(std::string, config, "", "Path of the bootstrap config (textproto).");
 ABSL_FLAG(
@@ -100,19 +107,31 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   std::shared_ptr<config::ConfigDb> db = std::move(*opened_db);
 
   metrics::MetricsRegistry metrics;
+  const bool paired = !b.partner_name().empty();
+  // A paired node keeps the pair's LUN definitions in step with its partner.
+  std::unique_ptr<config::ConfigReplicator> replicator;
+  if (paired) {
+    config::ReplicatorOptions replicator_options;
+    replicator_options.node_name = b.node_name();
+    replicator =
+        std::make_unique<config::ConfigReplicator>(db, replicator_options);
+  }
   NodeOptions node_options;
   node_options.bootstrap = b;
   node_options.io.engine = *io_engine;
   absl::StatusOr<std::unique_ptr<Node>> node =
-      Node::Create(std::move(node_options), db, metrics);
+      Node::Create(std::move(node_options), db, metrics,
+                                         replicator.get());
   if (!node.ok()) return node.status();
 
   // The SCSI engine executes commands for the LUNs this node owns; ALUA states
   // are derived from where each LIF is hosted and who owns the LUN.
   const std::vector<config::Lif> lifs(b.lifs().begin(), b.lifs().end());
   scsi::EngineOptions engine_options;
-  engine_options.port_state =
-      std::make_shared<LifPortStateProvider>(lifs, **node);
+  // Whether the partner can be reached; set once the interconnect is up.
+  auto link_up = std::make_shared<std::atomic<bool>>(!paired);
+  engine_options.port_state = std::make_shared<LifPortStateProvider>(
+      lifs, **node, [link_up] { return link_up->load(); });
   // SAM-5 task attributes: ORDERED waits for older tasks, HEAD OF QUEUE first.
   engine_options.honor_task_attributes = true;
   // REPORT LUNS answers for the whole pair.
@@ -128,16 +147,70 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   EngineLunBinder binder(**engine);
   (*node)->AddListener(&binder);
   // On every way out (errors included), LUs leave the engine while it exists.
-  absl::Cleanup node_shutdown = [&node] {
+  absl::Cleanup node_shutdown = [&node, &replicator] {
+    if (replicator != nullptr) replicator->SetListener(nullptr);
     (*node)->SetInventoryChangedCallback(nullptr);
     (*node)->Shutdown();
   };
 
-  // The local virtual target module routes each task by the LUN's owner. No
-  // forwarder yet: a standalone node answers for partner-owned LUNs with the
-  // ALUA unavailable sense.
+  // The partner pair: the interconnect (mutual TLS with the pair CA) hosts the
+  // partner virtual adapter (commands proxied to this node), the heartbeat and
+  // configuration replication; the local virtual adapter forwards commands for
+  // the partner's LUNs.
+  std::unique_ptr<vadapter::PartnerVirtualAdapter> partner_adapter;
+  std::unique_ptr<interconnect::HeartbeatService> heartbeat;
+  std::unique_ptr<interconnect::InterconnectServer> interconnect_server;
+  std::unique_ptr<interconnect::PartnerChannel> partner_channel;
+  std::unique_ptr<vadapter::LocalVirtualAdapter> local_adapter;
+  if (paired) {
+    absl::StatusOr<interconnect::TlsMaterial> tls = interconnect::LoadTlsMaterial(
+        interconnect::NodeCertPaths(b.interconnect_tls_dir(), b.node_name()));
+    if (!tls.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "interconnect certificates (make them with pair_certs): ",
+          tls.status().message()));
+    }
+    partner_adapter = std::make_unique<vadapter::PartnerVirtualAdapter>(**engine);
+    heartbeat = std::make_unique<interconnect::HeartbeatService>(b.node_name());
+    interconnect::InterconnectServer::Options server_options;
+    server_options.address = b.interconnect_address();
+    server_options.credentials = interconnect::MakeServerCredentials(*tls);
+    absl::StatusOr<std::unique_ptr<interconnect::InterconnectServer>> server =
+        interconnect::InterconnectServer::Create(
+            server_options,
+            {partner_adapter.get(), heartbeat.get(), replicator.get()});
+    if (!server.ok()) return server.status();
+    interconnect_server = std::move(*server);
+    LOG(INFO) << "interconnect on " << interconnect_server->address();
+
+    interconnect::PartnerChannel::Options channel_options;
+    channel_options.node_name = b.node_name();
+    channel_options.partner_address = b.partner_interconnect_address();
+    channel_options.credentials = interconnect::MakeChannelCredentials(*tls);
+    absl::StatusOr<std::unique_ptr<interconnect::PartnerChannel>> channel =
+        interconnect::PartnerChannel::Create(channel_options);
+    if (!channel.ok()) return channel.status();
+    partner_channel = std::move(*channel);
+    absl::StatusOr<std::unique_ptr<vadapter::LocalVirtualAdapter>> local =
+        vadapter::LocalVirtualAdapter::Create(*partner_channel);
+    if (!local.ok()) return local.status();
+    local_adapter = std::move(*local);
+    replicator->SetPartnerChannel(partner_channel->channel());
+    const std::string partner_name = b.partner_name();
+    partner_channel->AddStateListener(
+        [link_up, engine_ptr, partner_name](bool connected) {
+          LOG(INFO) << "interconnect to " << partner_name
+                    << (connected ? " up" : " down");
+          link_up->store(connected);
+          engine_ptr->NotifyAsymmetricAccessStateChanged();
+        });
+  }
+
+  // The local virtual target module routes each task by the LUN's owner: here,
+  // or through the local virtual adapter to the partner (a standalone node
+  // answers for partner-owned LUNs with the ALUA unavailable sense).
   virtual_target::Module module(b.node_name(), **engine, **node,
-                                /*forwarder=*/nullptr);
+                                local_adapter.get());
 
   // iSCSI: one target on every LIF of the pair; this node listens on the LIFs
   // it hosts and advertises all of them in SendTargets.

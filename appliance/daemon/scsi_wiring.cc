@@ -20,14 +20,16 @@ void EngineLunBinder::LunOffline(uint64_t id) {
 std::vector<scsi::TargetPortGroupState> LifPortStateProvider::TargetPortGroups(
     uint64_t lun) const {
   std::optional<std::string> owner = ownership_.OwnerOf(lun);
+  const bool link_up = link_up_();
   std::vector<scsi::TargetPortGroupState> groups;
   groups.reserve(lifs_.size());
   for (const config::Lif& lif : lifs_) {
     scsi::TargetPortGroupState group;
     group.group_id = static_cast<uint16_t>(lif.target_portal_group());
     const bool on_owner = !owner.has_value() || lif.current_node() == *owner;
-    group.state = on_owner ? scsi::AluaState::kActiveOptimized
-                           : scsi::AluaState::kActiveNonOptimized;
+    group.state = on_owner  ? scsi::AluaState::kActiveOptimized
+                  : link_up ? scsi::AluaState::kActiveNonOptimized
+                            : scsi::AluaState::kUnavailable;
     group.preferred = on_owner;
     group.relative_target_port_ids.push_back(
         static_cast<uint16_t>(lif.relative_target_port_id()));

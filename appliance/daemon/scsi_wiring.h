@@ -6,6 +6,7 @@
 #ifndef APPLIANCE_DAEMON_SCSI_WIRING_H_
 #define APPLIANCE_DAEMON_SCSI_WIRING_H_
 
+#include <functional>
 #include <vector>
 
 #include "appliance/config/config.pb.h"
@@ -30,18 +31,24 @@ class EngineLunBinder : public LunListener {
 };
 
 // One target port group per LIF; its state for a LUN follows from the LIF's
-// current node and the LUN's owner.
+// current node and the LUN's owner: on the owner active/optimized; on the other
+// node active/non-optimized while the interconnect is up, unavailable while it
+// is down (that node cannot proxy).
 class LifPortStateProvider : public scsi::PortStateProvider {
  public:
   LifPortStateProvider(std::vector<config::Lif> lifs,
-                       const virtual_target::OwnershipView& ownership)
-      : lifs_(std::move(lifs)), ownership_(ownership) {}
+                       const virtual_target::OwnershipView& ownership,
+                       std::function<bool()> link_up)
+      : lifs_(std::move(lifs)),
+        ownership_(ownership),
+        link_up_(std::move(link_up)) {}
   std::vector<scsi::TargetPortGroupState> TargetPortGroups(
       uint64_t lun) const override;
 
  private:
   const std::vector<config::Lif> lifs_;
   const virtual_target::OwnershipView& ownership_;
+  const std::function<bool()> link_up_;
 };
 
 // REPORT LUNS lists every LUN of the pair, whichever node owns it.
