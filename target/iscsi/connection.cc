@@ -1083,11 +1083,3 @@ void Connection::HandleLogout(const Pdu& pdu) {
 }
 
 }  // namespace iscsi
-
-namespace iscsi {
-std::string Connection::DebugString() {
-  return absl::StrCat("conn fd ", fd_, " watch ", watch_id_, " closed ", closed_, " caf ", close_after_flush_,
-                      " paused ", reading_paused_, " ww ", want_write_, " phase ", static_cast<int>(phase_),
-                      " out ", out_.size() - out_pos_, " this ", reinterpret_cast<uintptr_t>(this));
-}
-}  // namespace iscsi
