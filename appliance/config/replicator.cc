@@ -157,6 +157,9 @@ absl::StatusOr<ConfigSnapshot> ConfigReplicator::Snapshot() const {
   absl::StatusOr<std::vector<LunDefinition>> luns = db_->ListLuns();
   if (!luns.ok()) return luns.status();
   for (LunDefinition& lun : *luns) {
+    // Records written before replication existed carry no revision: they
+    // travel as revision 1, which any later edit beats.
+    if (lun.revision() == 0) lun.set_revision(1);
     ConfigRecord* r = snapshot.add_records();
     r->set_lun_id(lun.id());
     r->set_revision(lun.revision());

@@ -144,6 +144,15 @@ TEST_F(ReplicatorTest, ConflictingEditsPickTheSameWinnerOnBothNodes) {
   EXPECT_EQ((*a.db->GetLun(5)).revision(), (*b.db->GetLun(5)).revision());
 }
 
+TEST_F(ReplicatorTest, RecordsWithoutRevisionStillReplicate) {
+  // A LUN stored before replication existed (revision 0), e.g. by a node that
+  // ran standalone before it got a partner.
+  ASSERT_TRUE(a.db->PutLun(Lun(4, "legacy", "node-a")).ok());
+  Connect();
+  Settle();
+  EXPECT_EQ(b.Names(), std::set<std::string>{"legacy"});
+}
+
 TEST_F(ReplicatorTest, OlderRecordDoesNotOverwriteNewer) {
   absl::StatusOr<LunDefinition> v1 = a.replicator->CommitLun(Lun(7, "v1", "node-a"));
   ASSERT_TRUE(v1.ok());
