@@ -11,81 +11,29 @@
 
 #include "gtest/gtest.h"
 #include "tests/harness/daemon_process.h"
+#include "tests/harness/iscsi_client.h"
 
 namespace {
 
-struct ContextDeleter {
-  void operator()(iscsi_context* c) const {
-    iscsi_logout_sync(c);
-    iscsi_destroy_context(c);
-  }
-};
-using Initiator = std::unique_ptr<iscsi_context, ContextDeleter>;
-
-struct TaskDeleter {
-  void operator()(scsi_task* t) const { scsi_free_scsi_task(t); }
-};
-using Task = std::unique_ptr<scsi_task, TaskDeleter>;
+using harness::Connect;
+using harness::Initiator;
+using harness::Pattern;
+using harness::Task;
 
 constexpr int kLun = 0;
 
-// Logs in as initiator_name and consumes the power-on unit attention.
-Initiator Connect(const std::string& url, const std::string& initiator_name) {
-  Initiator ctx(iscsi_create_context(initiator_name.c_str()));
-  if (!ctx) return nullptr;
-  iscsi_url* parsed = iscsi_parse_full_url(ctx.get(), url.c_str());
-  if (parsed == nullptr) return nullptr;
-  iscsi_set_targetname(ctx.get(), parsed->target);
-  iscsi_set_session_type(ctx.get(), ISCSI_SESSION_NORMAL);
-  int rc = iscsi_full_connect_sync(ctx.get(), parsed->portal, parsed->lun);
-  iscsi_destroy_url(parsed);
-  if (rc != 0) return nullptr;
-  for (int i = 0; i < 5; ++i) {
-    Task t(iscsi_testunitready_sync(ctx.get(), kLun));
-    if (t && t->status == SCSI_STATUS_GOOD) break;
-  }
-  return ctx;
-}
-
-std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
-  std::vector<uint8_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
-  return v;
-}
-
 int Write(iscsi_context* c, uint64_t lba, std::vector<uint8_t>& data) {
-  Task t(iscsi_write16_sync(c, kLun, lba, data.data(), data.size(), 512, 0, 0,
-                            0, 0, 0));
-  return t ? t->status : -1;
+  return harness::Write16(c, kLun, lba, data);
 }
-
 int Register(iscsi_context* c, uint64_t key, bool aptpl) {
-  scsi_persistent_reserve_out_basic params{};
-  params.service_action_reservation_key = key;
-  params.aptpl = aptpl ? 1 : 0;
-  Task t(iscsi_persistent_reserve_out_sync(
-      c, kLun, SCSI_PERSISTENT_RESERVE_REGISTER, 0,
-      SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE, &params));
-  return t ? t->status : -1;
+  return harness::PrRegister(c, kLun, key, aptpl);
 }
-
 int Reserve(iscsi_context* c, uint64_t key) {
-  scsi_persistent_reserve_out_basic params{};
-  params.reservation_key = key;
-  Task t(iscsi_persistent_reserve_out_sync(
-      c, kLun, SCSI_PERSISTENT_RESERVE_RESERVE, 0,
-      SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE, &params));
-  return t ? t->status : -1;
+  return harness::PrReserve(c, kLun, key,
+                            SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE);
 }
-
 std::vector<uint64_t> ReadKeys(iscsi_context* c) {
-  Task t(iscsi_persistent_reserve_in_sync(c, kLun,
-                                          SCSI_PERSISTENT_RESERVE_READ_KEYS, 1024));
-  if (!t || t->status != SCSI_STATUS_GOOD) return {0xdead};
-  auto* keys = static_cast<scsi_persistent_reserve_in_read_keys*>(
-      scsi_datain_unmarshall(t.get()));
-  if (keys == nullptr) return {0xdead};
-  return std::vector<uint64_t>(keys->keys, keys->keys + keys->num_keys);
+  return harness::PrReadKeys(c, kLun);
 }
 
 class PersistenceTest : public ::testing::Test {
