@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -513,6 +515,166 @@ TEST_F(ServerTest, NopInPingDropsSilentInitiator) {
   EXPECT_EQ(nop.itt, kReservedTag);
   EXPECT_NE(nop.ttt, kReservedTag);
   EXPECT_TRUE(c.WaitClosed(5000));  // we never answer
+}
+
+// Answers the target's NOP-In pings and checks that the connection stays up
+// across several ping intervals, then that it still answers a NOP-Out.
+TEST_F(ServerTest, NopInPingAnsweredKeepsTheConnection) {
+  TargetOptions o;
+  o.nop_in_interval = absl::Milliseconds(100);
+  o.nop_in_timeout = absl::Milliseconds(300);
+  Start(o);
+  Client c(port_);
+  ASSERT_EQ(c.Login({}).status_class, 0);
+  int answered = 0;
+  while (answered < 5) {
+    auto ping = c.Read(3000);
+    ASSERT_TRUE(ping) << "connection dropped after " << answered << " answered pings";
+    NopIn in;
+    ASSERT_TRUE(Decode(ping->bhs, &in).ok());
+    ASSERT_EQ(in.itt, kReservedTag);
+    NopOut reply;  // RFC 7143 §11.18: ITT reserved, TTT echoed, I bit
+    reply.immediate = true;
+    reply.ttt = in.ttt;
+    c.Send(Encode(reply));
+    ++answered;
+  }
+  NopOut nop;
+  nop.immediate = true;
+  nop.itt = 7;
+  nop.cmd_sn = c.NextCmdSn();
+  c.Send(Encode(nop));
+  for (;;) {  // pings may still be interleaved
+    auto pdu = c.Read(3000);
+    ASSERT_TRUE(pdu);
+    NopIn in;
+    ASSERT_TRUE(Decode(pdu->bhs, &in).ok());
+    if (in.itt == 7u) break;
+    NopOut reply;
+    reply.immediate = true;
+    reply.ttt = in.ttt;
+    c.Send(Encode(reply));
+  }
+  EXPECT_EQ(server_->connection_count(), 1u);
+}
+
+// A connection that never completes login is closed once login_timeout has
+// passed (not before): silent after connect, stuck in the middle of a PDU, and
+// stuck after a non-final login step.
+TEST_F(ServerTest, LoginTimeoutClosesConnectionsThatNeverFinishLogin) {
+  TargetOptions o;
+  o.login_timeout = absl::Milliseconds(400);
+  Start(o);
+  const auto start = std::chrono::steady_clock::now();
+  Client silent(port_);
+  Client half_pdu(port_);
+  Client mid_login(port_);
+  ASSERT_TRUE(silent.connected() && half_pdu.connected() && mid_login.connected());
+  half_pdu.SendRaw(std::vector<uint8_t>(20, 0x43));  // 20 of the 48 BHS bytes
+  LoginRequest r;  // operational stage, no transit: the target answers and waits
+  r.csg = 1;
+  r.nsg = 1;
+  r.isid = {0x80, 0, 0, 0, 0, 9};
+  r.itt = 0x100;
+  r.cmd_sn = 1;
+  mid_login.Send(Encode(r), BuildTextKeys({{"InitiatorName", kInitiator},
+                                           {"TargetName", kTarget}}));
+  auto step = mid_login.Read();
+  ASSERT_TRUE(step);
+  LoginResponse rsp;
+  ASSERT_TRUE(Decode(step->bhs, &rsp).ok());
+  EXPECT_EQ(rsp.status_class, 0);
+  EXPECT_FALSE(rsp.transit);
+  ASSERT_TRUE(WaitFor([&] { return server_->connection_count() == 3; }));
+
+  EXPECT_TRUE(silent.WaitClosed(5000));
+  EXPECT_TRUE(half_pdu.WaitClosed(5000));
+  EXPECT_TRUE(mid_login.WaitClosed(5000));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
+  EXPECT_TRUE(WaitFor([&] { return server_->connection_count() == 0; }));
+  EXPECT_EQ(server_->session_count(), 0u);
+}
+
+// The login timer stops at the final Login Response: a full-feature
+// connection outlives login_timeout (pings disabled).
+TEST_F(ServerTest, LoginTimeoutDoesNotApplyAfterLogin) {
+  TargetOptions o;
+  o.login_timeout = absl::Milliseconds(200);
+  o.nop_in_interval = absl::ZeroDuration();
+  Start(o);
+  Client c(port_);
+  ASSERT_EQ(c.Login({}).status_class, 0);
+  EXPECT_FALSE(c.Read(1000));  // nothing arrives, and the target does not close
+  NopOut nop;
+  nop.immediate = true;
+  nop.itt = 5;
+  nop.cmd_sn = c.NextCmdSn();
+  c.Send(Encode(nop));
+  auto pdu = c.Read();
+  ASSERT_TRUE(pdu);
+  NopIn in;
+  ASSERT_TRUE(Decode(pdu->bhs, &in).ok());
+  EXPECT_EQ(in.itt, 5u);
+}
+
+// Many initiators connecting at once through both event loops: logins (new
+// sessions and reinstatements of the thread's previous session), garbage
+// after login, garbage instead of a login, and connections closed before
+// sending anything. Every login must be answered within the deadline and the
+// server must end with no connection and no session.
+TEST_F(ServerTest, ConcurrentConnectLoginGarbageCloseCyclesAreAllAnswered) {
+  TargetOptions o;
+  o.event_loop_threads = 2;
+  Start(o);
+  constexpr int kThreads = 8;
+  constexpr int kCycles = 60;
+  std::atomic<int> logins{0};
+  std::atomic<int> unanswered{0};
+  std::atomic<int> not_closed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::vector<uint8_t> garbage(300, static_cast<uint8_t>(0x5a + t));
+      for (int i = 0; i < kCycles; ++i) {
+        Client c(port_);
+        if (!c.connected()) {
+          unanswered++;
+          continue;
+        }
+        switch (i % 4) {
+          case 0:
+          case 1: {
+            // Same ISID every time: each login reinstates this thread's last session.
+            const uint8_t isid_tail = static_cast<uint8_t>(i % 4 == 0 ? t : 100 + t);
+            if (c.Login({}, {0x80, 0, 0, 0, 1, isid_tail}).status_class != 0) {
+              unanswered++;
+              break;
+            }
+            logins++;
+            if (i % 8 == 0) {
+              c.SendRaw(garbage);  // not a PDU: the target drops the connection
+              if (!c.WaitClosed(5000)) not_closed++;
+            }
+            break;
+          }
+          case 2:
+            c.SendRaw(garbage);
+            if (!c.WaitClosed(5000)) not_closed++;
+            break;
+          case 3:
+            break;  // closed without a word
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(unanswered.load(), 0);
+  EXPECT_EQ(not_closed.load(), 0);
+  EXPECT_EQ(logins.load(), kThreads * kCycles / 2);
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->connection_count() == 0 && server_->session_count() == 0;
+  })) << server_->connection_count() << " connections, " << server_->session_count()
+      << " sessions";
 }
 
 TEST_F(ServerTest, AsyncLogoutRequestAndLogout) {

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -66,14 +68,52 @@ Harness& GetHarness() {
   return *h;
 }
 
+// libFuzzer's -timeout watchdog is a process-wide SIGALRM every timeout/2+1
+// seconds (16 s with run_fuzzers.sh's -timeout=30), installed without
+// SA_RESTART; gdb and the RSS thread can interrupt us too. poll() is never
+// restarted, so every wait and transfer below retries EINTR: an interrupted
+// poll() used to count as "the target did not answer" and produced false
+// "login not answered" findings, one per 16 s of fuzzing.
+
 bool SendAll(int fd, const uint8_t* p, size_t n) {
   while (n > 0) {
     const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;  // the target may close early: fine
     p += w;
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+// Waits until fd is readable (data, EOF or error). False only when
+// kDeadlineMs passed without that.
+bool WaitReadable(int fd) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    pollfd pfd{fd, POLLIN, 0};
+    const int r = poll(&pfd, 1, left > 0 ? static_cast<int>(left) : 0);
+    if (r > 0) return true;
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      perror("poll");
+      abort();  // a harness bug (bad fd), not a target finding
+    }
+    if (left <= 0) return false;
+  }
+}
+
+// recv() that retries EINTR.
+ssize_t Recv(int fd, uint8_t* buf, size_t size) {
+  for (;;) {
+    const ssize_t n = recv(fd, buf, size, 0);
+    if (n < 0 && errno == EINTR) continue;
+    return n;
+  }
 }
 
 // Reads the final Login Response. False when the login did not succeed.
@@ -94,10 +134,10 @@ bool ReadLoginResponse(int fd) {
                rsp.transit && rsp.nsg == 3;
       }
     }
-    pollfd pfd{fd, POLLIN, 0};
-    if (poll(&pfd, 1, kDeadlineMs) <= 0) {
+    if (!WaitReadable(fd)) {
       Harness& h = GetHarness();
-      fprintf(stderr, "login not answered: %zu connections, %zu sessions\n",
+      fprintf(stderr, "login not answered in %d ms: %zu connections, %zu sessions\n",
+              kDeadlineMs,
               static_cast<size_t>(h.server->connection_count()),
               static_cast<size_t>(h.server->session_count()));
       if (getenv("CONNECTION_FUZZER_GDB") != nullptr) {  // debugging aid
@@ -109,7 +149,7 @@ bool ReadLoginResponse(int fd) {
       abort();  // login hung
     }
     uint8_t buf[4096];
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    const ssize_t n = Recv(fd, buf, sizeof(buf));
     if (n <= 0) return false;
     buffer.insert(buffer.end(), buf, buf + n);
   }
@@ -118,12 +158,13 @@ bool ReadLoginResponse(int fd) {
 // Drains until the target closes; aborts if it never does.
 void DrainUntilClosed(int fd) {
   for (;;) {
-    pollfd pfd{fd, POLLIN, 0};
-    if (poll(&pfd, 1, kDeadlineMs) <= 0) {
-      abort();  // the target neither answered nor closed after our EOF: a hang
+    if (!WaitReadable(fd)) {
+      fprintf(stderr, "target neither answered nor closed in %d ms after our EOF\n",
+              kDeadlineMs);
+      abort();  // a hang
     }
     uint8_t buf[65536];
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    const ssize_t n = Recv(fd, buf, sizeof(buf));
     if (n <= 0) return;
   }
 }
@@ -147,7 +188,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   a.sin_family = AF_INET;
   a.sin_port = htons(h.port);
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+  // A blocking connect() interrupted by a signal keeps connecting in the
+  // background (EINTR): wait for it like a non-blocking one.
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  if (rc != 0 && errno == EINTR) {
+    pollfd pfd{fd, POLLOUT, 0};
+    while ((rc = poll(&pfd, 1, kDeadlineMs)) < 0 && errno == EINTR) {
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    rc = (rc > 0 && err == 0) ? 0 : -1;
+  }
+  if (rc != 0) {
     perror("connect");  // an environment limit, not a finding
     close(fd);
     return 0;

@@ -2,11 +2,16 @@
 // themselves need clang -fsanitize=fuzzer), plus a deterministic mutation
 // pass so the tests exercise more than the seeds.
 #include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -67,6 +72,44 @@ TEST(FuzzReplay, ConnectionCorpusSeeds) {
   auto corpus = LoadCorpus("tests/iscsi/fuzz/corpus/connection");
   ASSERT_FALSE(corpus.empty());
   for (auto& input : corpus) ConnectionFuzzerTestOneInput(input.data(), input.size());
+}
+
+// Regression: libFuzzer's -timeout watchdog interrupts the fuzzing thread with
+// SIGALRM (no SA_RESTART) every timeout/2+1 seconds. The harness used to read
+// an interrupted poll() as "the target did not answer the login" and abort,
+// which looked like a lost connection hand-off in the target. Here a thread
+// interrupts the harness far more often than libFuzzer does; every input must
+// still run to completion (an abort fails the test).
+std::atomic<int> interruptions{0};
+
+TEST(FuzzReplay, ConnectionHarnessToleratesInterruptedWaits) {
+  auto corpus = LoadCorpus("tests/iscsi/fuzz/corpus/connection");
+  ASSERT_FALSE(corpus.empty());
+  // Creates the harness's server before the signals start.
+  ConnectionFuzzerTestOneInput(corpus[0].data(), corpus[0].size());
+
+  struct sigaction interrupt {};
+  struct sigaction previous {};
+  interrupt.sa_handler = [](int) { interruptions++; };
+  sigemptyset(&interrupt.sa_mask);
+  interrupt.sa_flags = 0;  // like libFuzzer: interrupted calls fail with EINTR
+  ASSERT_EQ(sigaction(SIGALRM, &interrupt, &previous), 0);
+  const pthread_t fuzzing_thread = pthread_self();
+  std::atomic<bool> stop{false};
+  std::thread interrupter([&] {
+    while (!stop.load()) {
+      pthread_kill(fuzzing_thread, SIGALRM);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  int rounds = 0;
+  for (; rounds < 1000 && (rounds < 20 || interruptions.load() < 1000); ++rounds) {
+    for (auto& input : corpus) ConnectionFuzzerTestOneInput(input.data(), input.size());
+  }
+  stop = true;
+  interrupter.join();
+  sigaction(SIGALRM, &previous, nullptr);
+  EXPECT_GE(interruptions.load(), 1000) << "after " << rounds << " rounds";
 }
 
 }  // namespace
