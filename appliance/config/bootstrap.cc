@@ -4,6 +4,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -27,17 +28,7 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
   std::string first_;
 };
 
-constexpr uint64_t kMaxLunId = 16383;
 
-bool ValidLunName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -103,23 +94,34 @@ absl::Status SplitHostPort(const std::string& address, std::string& host,
 }
 
 absl::Status ValidateLunDefinition(const LunDefinition& lun) {
-  if (lun.id() > kMaxLunId) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("LUN id ", lun.id(), " is above ", kMaxLunId));
+  const std::string& name = lun.name();
+  if (name.empty()) return absl::InvalidArgumentError("name is required");
+  if (name.size() > kMaxLunNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "name is longer than ", kMaxLunNameLength, " characters"));
   }
-  if (!ValidLunName(lun.name())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("LUN name '", lun.name(),
-                     "' must be 1-64 characters of [A-Za-z0-9._-]"));
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "name '", name, "' may only contain letters, digits, '.', '_' and '-'"));
+    }
   }
   if (lun.block_size() != 512 && lun.block_size() != 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("block size ", lun.block_size(), " is not 512 or 4096"));
-  }
-  if (lun.size_bytes() == 0 || lun.size_bytes() % lun.block_size() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "size ", lun.size_bytes(),
-        " is not a positive multiple of the block size ", lun.block_size()));
+        "block size must be 512 or 4096, not ", lun.block_size()));
+  }
+  if (lun.size_bytes() == 0) {
+    return absl::InvalidArgumentError("size must be greater than 0");
+  }
+  if (lun.size_bytes() % lun.block_size() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size ", lun.size_bytes(),
+                     " is not a multiple of the block size ", lun.block_size()));
+  }
+  if (lun.id() > kMaxLunId) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LUN id must be at most ", kMaxLunId));
   }
   return absl::OkStatus();
 }

@@ -26,8 +26,12 @@ absl::StatusOr<NodeBootstrap> LoadBootstrapFile(const std::string& path);
 // (LIF port 3260 when absent, current_node = home_node, seed LUN block size 512).
 absl::Status ValidateAndFillBootstrap(NodeBootstrap& bootstrap);
 
-// Checks a LUN definition's user-settable fields: id <= 16383, name of
+inline constexpr uint64_t kMaxLunId = 16383;
+inline constexpr size_t kMaxLunNameLength = 64;
+
+// Checks a LUN definition's user-settable fields: id <= kMaxLunId, name of
 // [A-Za-z0-9._-]{1,64}, block size 512 or 4096, size a positive multiple of it.
+// The one place these rules live (the REST API validates through it too).
 absl::Status ValidateLunDefinition(const LunDefinition& lun);
 
 // Splits "host:port" (IPv6 as "[addr]:port"). Port must be 0..65535.

@@ -9,13 +9,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "appliance/config/bootstrap.h"
 #include "appliance/mgmt/api.pb.h"
 
 namespace appliance::mgmt {
 
 inline constexpr uint32_t kDefaultBlockSize = 512;
-inline constexpr uint64_t kMaxLunId = 16383;
-inline constexpr size_t kMaxLunNameLength = 64;
+inline constexpr uint64_t kMaxLunId = config::kMaxLunId;
+inline constexpr size_t kMaxLunNameLength = config::kMaxLunNameLength;
 
 // The block size a request asks for: block_size, or 512 when it is 0.
 uint32_t EffectiveBlockSize(const CreateLunRequest& request);
