@@ -123,6 +123,18 @@ absl::Status ValidateLunDefinition(const LunDefinition& lun) {
     return absl::InvalidArgumentError(
         absl::StrCat("LUN id must be at most ", kMaxLunId));
   }
+  const uint32_t physical = lun.physical_block_size();
+  if (physical != 0) {
+    bool valid = false;
+    for (uint32_t ratio = 1; ratio <= kMaxLogicalBlocksPerPhysical; ratio *= 2) {
+      valid = valid || physical == uint64_t{lun.block_size()} * ratio;
+    }
+    if (!valid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "physical block size ", physical, " must be 0 (the block size) or ",
+          "the block size ", lun.block_size(), " times 1, 2, 4, 8 or 16"));
+    }
+  }
   return absl::OkStatus();
 }
 

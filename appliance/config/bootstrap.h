@@ -28,9 +28,13 @@ absl::Status ValidateAndFillBootstrap(NodeBootstrap& bootstrap);
 
 inline constexpr uint64_t kMaxLunId = 16383;
 inline constexpr size_t kMaxLunNameLength = 64;
+// Largest physical block a LUN may report, in logical blocks.
+inline constexpr uint32_t kMaxLogicalBlocksPerPhysical = 16;
 
 // Checks a LUN definition's user-settable fields: id <= kMaxLunId, name of
-// [A-Za-z0-9._-]{1,64}, block size 512 or 4096, size a positive multiple of it.
+// [A-Za-z0-9._-]{1,64}, block size 512 or 4096, size a positive multiple of it,
+// physical block size 0 or the block size times a power of two up to
+// kMaxLogicalBlocksPerPhysical.
 // The one place these rules live (the REST API validates through it too).
 absl::Status ValidateLunDefinition(const LunDefinition& lun);
 

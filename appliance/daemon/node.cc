@@ -269,6 +269,8 @@ absl::StatusOr<config::LunDefinition> Node::DoCreateLun(
   lun.set_name(request.name());
   lun.set_size_bytes(request.size_bytes());
   lun.set_block_size(mgmt::EffectiveBlockSize(request));
+  lun.set_physical_block_size(request.physical_block_size());
+  lun.set_read_only(request.read_only());
   lun.set_home_node(request.owner_node().empty() ? b.node_name()
                                                  : request.owner_node());
   lun.set_owner_node(lun.home_node());

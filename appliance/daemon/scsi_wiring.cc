@@ -8,6 +8,8 @@ void EngineLunBinder::LunOnline(const config::LunDefinition& lun,
                                 std::shared_ptr<blockstore::BlockStore> store) {
   scsi::LogicalUnitOptions options;
   options.identity = store->identity();
+  options.read_only = lun.read_only();
+  options.physical_block_bytes = lun.physical_block_size();  // 0: block size
   absl::Status s = engine_.AddLogicalUnit(lun.id(), std::move(store), options);
   if (!s.ok()) LOG(ERROR) << "LUN " << lun.id() << " not served: " << s;
 }

@@ -19,6 +19,8 @@ absl::Status ValidateCreateLunRequest(const CreateLunRequest& request) {
   lun.set_size_bytes(request.size_bytes());
   lun.set_block_size(EffectiveBlockSize(request));
   lun.set_id(request.has_id() ? request.id() : 0);
+  lun.set_physical_block_size(request.physical_block_size());
+  lun.set_read_only(request.read_only());
   return config::ValidateLunDefinition(lun);
 }
 

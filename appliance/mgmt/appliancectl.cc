@@ -4,7 +4,8 @@
 //       --cacert=/var/lib/appliance/mgmt.crt lun create db1 64G --block_size=4096
 //
 // Commands: node | lun list | lun show ID | lun create NAME SIZE
-// [--block_size=512|4096] [--id=N] [--owner=NODE] | lun delete ID | metrics.
+// [--block_size=512|4096] [--physical_block_size=N] [--read_only] [--id=N]
+// [--owner=NODE] | lun delete ID | metrics.
 // Flags may be spelled with '-' or '_' ("--token-file" = "--token_file").
 //
 // TLS: with --cacert the server certificate is verified against that PEM file
@@ -51,6 +52,10 @@ ABSL_FLAG(bool, insecure, false,
           "given; an error together with --cacert).");
 ABSL_FLAG(bool, json, false, "Print the server's raw JSON reply.");
 ABSL_FLAG(uint32_t, block_size, 0, "lun create: 512 or 4096 (server default 512).");
+ABSL_FLAG(uint32_t, physical_block_size, 0,
+          "lun create: reported physical block size, the block size times 1, "
+          "2, 4, 8 or 16 (0: same as the block size).");
+ABSL_FLAG(bool, read_only, false, "lun create: write-protected LUN.");
 ABSL_FLAG(std::string, id, "", "lun create: LUN number (lowest free when empty).");
 ABSL_FLAG(std::string, owner, "", "lun create: owner node (the receiving node when empty).");
 ABSL_FLAG(int, timeout_seconds, 30, "Connection and read timeout.");
@@ -69,6 +74,7 @@ constexpr char kUsage[] =
     "  lun list                      list LUNs\n"
     "  lun show ID                   one LUN\n"
     "  lun create NAME SIZE [--block_size=512|4096] [--id=N] [--owner=NODE]\n"
+    "             [--physical_block_size=N] [--read_only]\n"
     "                                SIZE: bytes or 512K, 64M, 1G, 2T\n"
     "  lun delete ID                 delete a LUN and its data\n"
     "  metrics                       Prometheus metrics text\n"
@@ -256,6 +262,10 @@ std::string LunDetails(const config::LunDefinition& lun) {
        {"size", absl::StrCat(FormatSize(lun.size_bytes()), " (",
                              lun.size_bytes(), " bytes)")},
        {"block_size", absl::StrCat(lun.block_size())},
+       {"physical_block_size",
+        absl::StrCat(lun.physical_block_size() == 0 ? lun.block_size()
+                                                    : lun.physical_block_size())},
+       {"read_only", lun.read_only() ? "yes" : "no"},
        {"home_node", lun.home_node()},
        {"owner_node", lun.owner_node()},
        {"backing_file", lun.backing_file()},
@@ -338,6 +348,9 @@ int Run(const std::vector<std::string>& command) {
         return UsageError("--block_size must be 512 or 4096");
       }
       request.set_block_size(block_size);
+      // The server validates the physical block size (one place for the rule).
+      request.set_physical_block_size(absl::GetFlag(FLAGS_physical_block_size));
+      request.set_read_only(absl::GetFlag(FLAGS_read_only));
       const std::string id_text = absl::GetFlag(FLAGS_id);
       if (!id_text.empty()) {
         uint64_t id = 0;

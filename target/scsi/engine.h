@@ -72,10 +72,11 @@ struct LogicalUnitOptions {
   // smaller (the granularity is aligned to LBA 0: UGAVALID=1, alignment 0).
   uint32_t unmap_granularity = 1;
   // Physical block size reported (READ CAPACITY(16) LOGICAL BLOCKS PER
-  // PHYSICAL BLOCK EXPONENT, VPD 0xB0 granularities), as file-backed LUNs on
-  // 4 KiB-page filesystems have; the lowest aligned LBA is 0. A power of two;
-  // values up to the logical block size report one logical block per physical.
-  uint32_t physical_block_bytes = 4096;
+  // PHYSICAL BLOCK EXPONENT, VPD 0xB0 granularities); the lowest aligned LBA
+  // is 0. 0 (default) or any value up to the logical block size: one logical
+  // block per physical block, as LIO fileio reports. Otherwise a power of two,
+  // e.g. 4096 for a 512-byte LUN on 4 KiB-sector media.
+  uint32_t physical_block_bytes = 0;
 };
 
 struct EngineOptions {

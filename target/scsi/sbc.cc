@@ -265,10 +265,12 @@ void Engine::Impl::WriteSame(const CommandPtr& cmd) {
   if (r.lba > capacity || r.blocks > capacity - r.lba) return CompleteSense(cmd, LbaOutOfRange());
   if (r.blocks == 0) return CompleteSense(cmd, InvalidFieldInCdb(r.length_byte));  // WSNZ
   if (unmap && !lu.options.thin_provisioned) return CompleteSense(cmd, InvalidFieldInCdb(1, 3));
+  // Write protection before the data-out, as for WRITE: a write-protected LU
+  // refuses the command whatever was sent with it.
+  if (WriteProtected(lu)) return CompleteSense(cmd, WriteProtectedSense());
   if (!ndob) {
     if (auto e = CheckDataOut(cmd, bs, true)) return CompleteSense(cmd, *e);
   }
-  if (WriteProtected(lu)) return CompleteSense(cmd, WriteProtectedSense());
   const uint8_t* pattern = ndob ? nullptr : cmd->task->data_out.data();
   const bool zero = ndob || std::all_of(pattern, pattern + bs, [](uint8_t b) { return b == 0; });
   const bool fua = !lu.write_cache_enabled;

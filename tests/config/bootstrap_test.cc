@@ -125,6 +125,18 @@ INSTANTIATE_TEST_SUITE_P(
             "LunBlock",
             "seed_luns { id: 1 name: \"x\" size_bytes: 8192 block_size: 1024 }",
             "block size"},
+        BadCase{"PhysicalNotMultiple",
+                "seed_luns { id: 1 name: \"x\" size_bytes: 8192 "
+                "physical_block_size: 1536 }",
+                "physical block size 1536"},
+        BadCase{"PhysicalBelowLogical",
+                "seed_luns { id: 1 name: \"x\" size_bytes: 8192 block_size: "
+                "4096 physical_block_size: 512 }",
+                "physical block size 512"},
+        BadCase{"PhysicalOver16x",
+                "seed_luns { id: 1 name: \"x\" size_bytes: 8192 "
+                "physical_block_size: 16384 }",
+                "times 1, 2, 4, 8 or 16"},
         BadCase{"LunName", "seed_luns { id: 1 name: \"a/b\" size_bytes: 8192 }",
                 "name"},
         BadCase{"LunId",
@@ -155,6 +167,41 @@ INSTANTIATE_TEST_SUITE_P(
                 "seed_luns { id: 0 name: \"other\" size_bytes: 8192 }",
                 "repeats"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(BootstrapTest, LunPhysicalBlockSizeAndReadOnly) {
+  LunDefinition lun;
+  lun.set_name("ro");
+  lun.set_size_bytes(1 << 20);
+  lun.set_block_size(512);
+  lun.set_read_only(true);
+  EXPECT_TRUE(ValidateLunDefinition(lun).ok());  // 0: same as block_size
+  for (uint32_t physical : {512u, 1024u, 2048u, 4096u, 8192u}) {
+    lun.set_physical_block_size(physical);
+    EXPECT_TRUE(ValidateLunDefinition(lun).ok()) << physical;
+  }
+  for (uint32_t physical : {1u, 256u, 3072u, 16384u, 1u << 31}) {
+    lun.set_physical_block_size(physical);
+    EXPECT_EQ(ValidateLunDefinition(lun).code(),
+              absl::StatusCode::kInvalidArgument)
+        << physical;
+  }
+  lun.set_block_size(4096);
+  lun.set_physical_block_size(65536);  // 16 x 4096
+  EXPECT_TRUE(ValidateLunDefinition(lun).ok());
+  lun.set_physical_block_size(131072);
+  EXPECT_FALSE(ValidateLunDefinition(lun).ok());
+
+  absl::StatusOr<NodeBootstrap> b = ParseBootstrap(
+      std::string(kGood) +
+      "seed_luns { id: 1 name: \"lbppb8\" size_bytes: 8192 "
+      "physical_block_size: 4096 read_only: true }");
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(ValidateAndFillBootstrap(*b).ok());
+  EXPECT_EQ(b->seed_luns(1).physical_block_size(), 4096u);
+  EXPECT_TRUE(b->seed_luns(1).read_only());
+  EXPECT_EQ(b->seed_luns(0).physical_block_size(), 0u);
+  EXPECT_FALSE(b->seed_luns(0).read_only());
+}
 
 TEST(BootstrapTest, LoadFileReportsMissingAndInvalid) {
   EXPECT_EQ(LoadBootstrapFile("/nonexistent/boot.textproto").status().code(),

@@ -1,22 +1,34 @@
 #!/usr/bin/env python3
-"""Parses iscsi-test-cu's verbose output into per-test results.
+"""Parses iscsi-test-cu's output into per-test results, merging several passes.
 
 Usage:
-  parse_test_cu.py OUTPUT.txt                      print "RESULT ALL.Suite.Test" lines
-  parse_test_cu.py OUTPUT.txt --expect FILE        also compare with an expectations
-                                                   file and exit 1 on a regression
-  parse_test_cu.py OUTPUT.txt ... --junit FILE     also write JUnit XML: one case per
-                                                   test; only regressions are failures,
-                                                   skips and known failures are skipped
+  parse_test_cu.py [PASS=]OUTPUT.txt ...            print "RESULT ALL.Suite.Test" lines
+  parse_test_cu.py OUTPUT.txt ... --expect FILE     also compare with an expectations
+                                                    file and exit 1 on a regression
+  parse_test_cu.py OUTPUT.txt ... --junit FILE      also write JUnit XML: one case per
+                                                    test; only regressions are failures,
+                                                    skips and known failures are skipped
 
-A test is "failed" when CUnit reports FAILED for it, "skipped" when it passed but
-printed a [SKIPPED] note (libiscsi's way of skipping: feature absent), else
-"passed". The expectations file lists "passed ALL.Suite.Test" (and may list
-skipped/failed tests with a reason after '#'); a test expected to pass that does
-not pass is a regression.
+Each OUTPUT.txt is the output of one pass (one or more iscsi-test-cu runs against
+one LUN); PASS names it (run.sh: physical-4k, read-only), a file without a name
+is the "main" pass. A test is "failed" in a pass when CUnit reports FAILED for
+it, "skipped" when it passed but printed a [SKIPPED] note (libiscsi's way of
+skipping: feature absent), else "passed". Each test then gets one outcome from
+the best evidence over the passes: failed if it failed in any pass, else passed
+if it passed in any, else skipped.
+
+The expectations file lists "OUTCOME ALL.Suite.Test [PASS]" with an optional
+reason after '#'. PASS names the dedicated pass whose LUN the test needs (e.g.
+4 KiB physical blocks); such a test is expected to pass only when that pass's
+output is given, and elsewhere only not to fail (a single-pass run, like the
+partner-pair suite's, skips it for the LUN's shape). A test expected to pass
+that does not is a regression.
 """
 import re
 import sys
+
+MAIN = "main"
+RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
 
 def parse(text):
@@ -39,8 +51,7 @@ def parse(text):
             outcome = "passed"
         # A test run more than once (several families) keeps its worst outcome.
         name = f"ALL.{suite}.{current}"
-        rank = {"passed": 0, "skipped": 1, "failed": 2}
-        if rank[outcome] >= rank.get(results.get(name), -1):
+        if RANK[outcome] >= RANK.get(results.get(name), -1):
             results[name] = outcome
 
     for line in text.splitlines():
@@ -65,60 +76,119 @@ def parse(text):
     return results
 
 
+def merge(passes):
+    """One outcome per test: failed anywhere, else passed anywhere, else skipped."""
+    merged = {}
+    for results in passes.values():
+        for name, outcome in results.items():
+            old = merged.get(name)
+            if old is None or outcome == "failed" or (
+                    outcome == "passed" and old == "skipped"):
+                merged[name] = outcome
+    return merged
+
+
+def counts_line(results):
+    counts = {k: sum(1 for v in results.values() if v == k) for k in RANK}
+    return (f"{counts['passed']} passed, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed of {len(results)}")
+
+
+def read_expectations(path):
+    """name -> (outcome, pass, reason)."""
+    expected = {}
+    for line in open(path):
+        text, _, reason = line.partition("#")
+        fields = text.split()
+        if not fields:
+            continue
+        if len(fields) not in (2, 3) or fields[0] not in RANK:
+            raise SystemExit(f"{path}: bad line: {line.rstrip()}")
+        outcome, name = fields[0], fields[1]
+        expected[name] = (outcome, fields[2] if len(fields) == 3 else MAIN,
+                          reason.strip())
+    return expected
+
+
 def main():
     args = sys.argv[1:]
-    if not args:
+    options = {}
+    files = []
+    while args:
+        arg = args.pop(0)
+        if arg in ("--expect", "--junit"):
+            if not args:
+                print(__doc__, file=sys.stderr)
+                return 2
+            options[arg] = args.pop(0)
+        else:
+            files.append(arg)
+    if not files:
         print(__doc__, file=sys.stderr)
         return 2
-    results = parse(open(args[0], errors="replace").read())
-    counts = {k: sum(1 for v in results.values() if v == k)
-              for k in ("passed", "skipped", "failed")}
+    passes = {}
+    for spec in files:
+        name, sep, path = spec.partition("=")
+        if not sep or "/" in name:
+            name, path = MAIN, spec
+        if name in passes:
+            print(f"pass {name} given twice", file=sys.stderr)
+            return 2
+        passes[name] = parse(open(path, errors="replace").read())
+    results = merge(passes)
     for name, outcome in sorted(results.items()):
         print(f"{outcome} {name}")
-    print(f"conformance: {counts['passed']} passed, {counts['skipped']} skipped, "
-          f"{counts['failed']} failed of {len(results)}", file=sys.stderr)
+    if len(passes) > 1:
+        for name, pass_results in passes.items():
+            print(f"pass {name}: {counts_line(pass_results)}", file=sys.stderr)
+    print(f"conformance: {counts_line(results)}", file=sys.stderr)
+
     expected = {}
-    reasons = {}
     regressions = []
-    if "--expect" in args:
-        for line in open(args[args.index("--expect") + 1]):
-            text, _, reason = line.partition("#")
-            text = text.strip()
-            if text:
-                outcome, name = text.split()
-                expected[name] = outcome
-                reasons[name] = reason.strip()
-        regressions = [n for n, o in expected.items()
-                       if o == "passed" and results.get(n) != "passed"]
+    if "--expect" in options:
+        expected = read_expectations(options["--expect"])
+        for name, (outcome, pass_name, _) in expected.items():
+            if outcome != "passed":
+                continue
+            got = results.get(name, "not run")
+            if pass_name in passes or pass_name == MAIN:
+                if got != "passed":
+                    regressions.append(name)
+            elif got == "failed":
+                regressions.append(name)
+            elif got != "passed":
+                print(f"not covered: {name} needs pass {pass_name} ({got} here)",
+                      file=sys.stderr)
         for n in regressions:
             print(f"REGRESSION {n}: expected passed, got {results.get(n, 'not run')}",
                   file=sys.stderr)
         newly = [n for n, o in results.items()
-                 if o == "passed" and expected.get(n) != "passed"]
+                 if o == "passed" and expected.get(n, ("",))[0] != "passed"]
         for n in newly:
             print(f"newly passing (add to expectations): {n}", file=sys.stderr)
-    if "--junit" in args:
-        write_junit(args[args.index("--junit") + 1], results, expected, reasons,
-                    set(regressions))
+    if "--junit" in options:
+        write_junit(options["--junit"], results, expected, set(regressions))
     return 1 if regressions else 0
 
 
-def write_junit(path, results, expected, reasons, regressions):
+def write_junit(path, results, expected, regressions):
     from xml.sax.saxutils import quoteattr
     with open(path, "w") as out:
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
         out.write(f'<testsuite name="iscsi-test-cu" tests="{len(results)}">\n')
-        names = sorted(set(results) | {n for n, o in expected.items() if o == "passed"})
+        names = sorted(set(results) |
+                       {n for n, e in expected.items() if e[0] == "passed"})
         for name in names:
             outcome = results.get(name, "not run")
+            reason = expected.get(name, ("", "", ""))[2]
             out.write(f'  <testcase name={quoteattr(name)} classname="conformance">')
             if name in regressions:
                 out.write(f'<failure message={quoteattr("expected passed, got " + outcome)}/>')
             elif outcome == "skipped":
-                why = reasons.get(name) or "skipped by iscsi-test-cu"
+                why = reason or "skipped by iscsi-test-cu"
                 out.write(f'<skipped message={quoteattr(why)}/>')
             elif outcome != "passed":
-                why = "known failure: " + (reasons.get(name) or "not yet fixed")
+                why = "known failure: " + (reason or "not yet fixed")
                 out.write(f'<skipped message={quoteattr(why)}/>')
             out.write('</testcase>\n')
         out.write('</testsuite>\n</testsuites>\n')

@@ -109,6 +109,25 @@ TEST_F(AppliancectlTest, LunLifecycleWithTables) {
   EXPECT_EQ(env_.backend.lun_count(), 1u);
 }
 
+TEST_F(AppliancectlTest, CreatesReadOnlyLunWithPhysicalBlockSize) {
+  CliResult created = RunCli(With({"lun", "create", "ro", "1M", "--physical_block_size=4096",
+                                   "--read-only", "--id=3"}));
+  EXPECT_EQ(created.exit_code, 0) << created.err;
+  CliResult show = RunCli(With({"lun", "show", "3"}));
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, ::testing::ContainsRegex("physical_block_size +4096"));
+  EXPECT_THAT(show.out, ::testing::ContainsRegex("read_only +yes"));
+
+  ASSERT_EQ(RunCli(With({"lun", "create", "rw", "1M", "--id=4"})).exit_code, 0);
+  CliResult plain = RunCli(With({"lun", "show", "4"}));
+  EXPECT_THAT(plain.out, ::testing::ContainsRegex("physical_block_size +512"));
+  EXPECT_THAT(plain.out, ::testing::ContainsRegex("read_only +no"));
+
+  CliResult bad = RunCli(With({"lun", "create", "odd", "1M", "--physical_block_size=1536"}));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("physical block size 1536"));
+}
+
 TEST_F(AppliancectlTest, NodeJsonAndMetrics) {
   CliResult node = RunCli(With({"node"}));
   EXPECT_EQ(node.exit_code, 0) << node.err;

@@ -89,6 +89,8 @@ class FakeBackend : public ManagementBackend {
     lun.set_name(request.name());
     lun.set_size_bytes(request.size_bytes());
     lun.set_block_size(block_size);
+    lun.set_physical_block_size(request.physical_block_size());
+    lun.set_read_only(request.read_only());
     const std::string owner =
         request.owner_node().empty() ? "node-a" : request.owner_node();
     lun.set_home_node(owner);

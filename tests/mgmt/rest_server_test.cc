@@ -192,6 +192,17 @@ TEST_F(RestServerTest, WrongTypesAre400) {
                               400);
 }
 
+TEST_F(RestServerTest, PhysicalBlockSizeAndReadOnlyReachTheBackend) {
+  config::LunDefinition lun = CreateLun(
+      R"({"name": "ro", "sizeBytes": "1048576", "physicalBlockSize": 4096, "readOnly": true})");
+  EXPECT_EQ(lun.block_size(), 512u);
+  EXPECT_EQ(lun.physical_block_size(), 4096u);
+  EXPECT_TRUE(lun.read_only());
+  config::LunDefinition plain = CreateLun(R"({"name": "rw", "sizeBytes": "1048576"})");
+  EXPECT_EQ(plain.physical_block_size(), 0u);
+  EXPECT_FALSE(plain.read_only());
+}
+
 TEST_F(RestServerTest, InvalidValuesAre400) {
   ExpectRejectedBeforeBackend(R"({"name": "a", "sizeBytes": -4096})", 400);
   ExpectRejectedBeforeBackend(R"({"name": "a", "sizeBytes": "-1"})", 400);
@@ -203,6 +214,14 @@ TEST_F(RestServerTest, InvalidValuesAre400) {
   ExpectRejectedBeforeBackend(
       R"({"name": "a", "sizeBytes": "4096", "blockSize": 1024})", 400);
   ExpectRejectedBeforeBackend(R"({"name": "a", "sizeBytes": "4096", "id": 99999})", 400);
+  ExpectRejectedBeforeBackend(
+      R"({"name": "a", "sizeBytes": "4096", "physicalBlockSize": 1536})", 400);
+  ExpectRejectedBeforeBackend(
+      R"({"name": "a", "sizeBytes": "4096", "blockSize": 4096, "physicalBlockSize": 512})",
+      400);
+  ExpectRejectedBeforeBackend(
+      R"({"name": "a", "sizeBytes": "4096", "physicalBlockSize": 16384})", 400);
+  ExpectRejectedBeforeBackend(R"({"name": "a", "sizeBytes": "4096", "readOnly": 3})", 400);
   httplib::Result result = Post(R"({"name": "a", "sizeBytes": 0})");
   ASSERT_TRUE(result);
   EXPECT_THAT(ErrorOf(result), HasSubstr("size must be greater than 0"));

@@ -35,7 +35,10 @@ class EngineTest : public ::testing::Test, public Harness {
     auto engine = Engine::Create();
     ASSERT_TRUE(engine.ok());
     engine_ = std::move(*engine);
-    ASSERT_TRUE(engine_->AddLogicalUnit(0, store_).ok());
+    // A 512-byte LU on 4 KiB media (LBPPBE 3), the case with the most to check.
+    LogicalUnitOptions options;
+    options.physical_block_bytes = 4096;
+    ASSERT_TRUE(engine_->AddLogicalUnit(0, store_, options).ok());
   }
 
   TaskResponse Do(const std::vector<uint8_t>& cdb, std::vector<uint8_t> out = {},
@@ -234,7 +237,8 @@ TEST_F(EngineTest, PhysicalBlockSizeIsReportedConsistently) {
   EXPECT_EQ(r.data_in[20], 0);  // mapped
 
   // A 4096-byte LU: one logical block per physical; a configured 512-byte
-  // physical block on a 512-byte LU too; a non power of two is refused.
+  // physical block on a 512-byte LU too, and the default (0: the logical
+  // block size, as LIO fileio); a non power of two is refused.
   MemoryBlockStore::Options o;
   o.block_size = 4096;
   o.num_blocks = 64;
@@ -245,7 +249,9 @@ TEST_F(EngineTest, PhysicalBlockSizeIsReportedConsistently) {
   LogicalUnitOptions odd;
   odd.physical_block_bytes = 3000;
   EXPECT_FALSE(engine_->AddLogicalUnit(3, memory_, odd).ok());
-  for (uint64_t lun : {1, 2}) {
+  ASSERT_TRUE(engine_->AddLogicalUnit(4, memory_).ok());
+  EXPECT_EQ(LogicalUnitOptions{}.physical_block_bytes, 0u);
+  for (uint64_t lun : {1, 2, 4}) {
     ClearUas(*engine_, a_, lun);
     r = Exec(*engine_, rc16, {}, a_, lun);
     EXPECT_GOOD(r);
@@ -522,6 +528,19 @@ TEST_F(EngineTest, WriteProtectedLu) {
   EXPECT_GOOD(Exec(*engine_, Cdb10(0x28, 0, 1), {}, a_, 1));
   auto r = Exec(*engine_, Cdb({0x1A, 0x08, 0x3F, 0, 255, 0}), {}, a_, 1);
   EXPECT_EQ(r.data_in[2], 0x90);  // WP | DPOFUA
+  // WRITE SAME is refused for the protection, not for its data-out: libiscsi's
+  // ReadOnly.ReadOnlySBC sends WRITE SAME with UNMAP and no data (it used to
+  // get INVALID FIELD IN COMMAND INFORMATION UNIT).
+  EXPECT_SENSE(Exec(*engine_, Cdb10(0x41, 0, 1, 0x08), {}, a_, 1), SenseKey::kDataProtect,
+               asc::kWriteProtected);
+  EXPECT_SENSE(Exec(*engine_, Cdb16(0x93, 0, 1, 0x08), {}, a_, 1), SenseKey::kDataProtect,
+               asc::kWriteProtected);
+  EXPECT_SENSE(Exec(*engine_, Cdb16(0x93, 0, 1), Pattern(1, 0), a_, 1), SenseKey::kDataProtect,
+               asc::kWriteProtected);
+  std::vector<uint8_t> unmap = {0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                0, 0, 0, 1, 0, 0, 0, 0};
+  EXPECT_SENSE(Exec(*engine_, Cdb10(0x42, 0, 24), unmap, a_, 1), SenseKey::kDataProtect,
+               asc::kWriteProtected);
 }
 
 TEST_F(EngineTest, SynchronizeCache) {
