@@ -153,6 +153,11 @@ std::vector<CommandInfo> BuildTable() {
        {0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
         0xFF, 0xFF, 0x1F, 0},
        60},
+      {0x9C, -1, 16, "WRITE ATOMIC(16)", &I::WriteAtomic16, RA::kWrite, false,
+       AluaClass::kActive, false,
+       {0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF,
+        0xFF, 0x1F, 0},
+       kTimeout},
       {0x9E, 0x10, 16, "READ CAPACITY(16)", &I::ReadCapacity16, RA::kRead, false,
        AluaClass::kActive, false,
        {0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, kTimeout},
@@ -782,6 +787,21 @@ std::optional<SenseData> Engine::Impl::DataOutBlocks(const CommandPtr& cmd,
 
 bool Engine::Impl::WriteProtected(const LogicalUnit& lu) const {
   return lu.options.read_only || lu.software_write_protect;
+}
+
+uint32_t Engine::Impl::AtomicUnitBlocks(const LogicalUnit& lu) {
+  return lu.blocks_per_physical() > 1 ? lu.blocks_per_physical() : 0;
+}
+
+uint32_t Engine::Impl::MaxAtomicTransferBlocks(const LogicalUnit& lu) {
+  const uint64_t unit = lu.blocks_per_physical();
+  uint64_t blocks = lu.options.max_atomic_transfer_bytes / lu.block_size;
+  if (lu.options.max_transfer_bytes != 0) {
+    blocks = std::min<uint64_t>(blocks, lu.options.max_transfer_bytes / lu.block_size);
+  }
+  blocks = std::min<uint64_t>(blocks, 0xFFFF);  // the CDB's TRANSFER LENGTH is 16 bits
+  blocks -= blocks % unit;
+  return static_cast<uint32_t>(std::max(blocks, unit));
 }
 
 uint64_t Engine::Impl::MaxWriteSameBlocks(const LogicalUnit& lu) {

@@ -8,7 +8,7 @@
 // It keeps, per logical unit: the task set (for ABORT TASK, ABORT TASK SET,
 // CLEAR TASK SET, resets and I_T nexus loss), unit attentions per I_T nexus,
 // mode pages, persistent and SPC-2 reservations, and LBA range locks that make
-// COMPARE AND WRITE atomic against other writers. ALUA states come from a
+// COMPARE AND WRITE and WRITE ATOMIC(16) atomic against other writers. ALUA states come from a
 // PortStateProvider; persistent reservations with APTPL are saved through a
 // PrPersistence hook.
 //
@@ -60,6 +60,14 @@ struct LogicalUnitOptions {
   uint32_t max_transfer_bytes = 8 * 1024 * 1024;
   uint32_t optimal_transfer_bytes = 1024 * 1024;
   uint8_t max_compare_and_write_blocks = 64;
+  // WRITE ATOMIC(16) (SBC-4): MAXIMUM ATOMIC TRANSFER LENGTH in VPD 0xB0,
+  // rounded down to whole physical blocks and capped at the maximum transfer
+  // length; at least one physical block. An atomic write holds the LBA range
+  // lock of its whole span, like COMPARE AND WRITE, so no other write of this
+  // engine interleaves with it. ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH
+  // GRANULARITY are the physical block (0, no constraint, when it is one
+  // logical block); atomic boundaries are not supported (ATOMIC BOUNDARY 0).
+  uint32_t max_atomic_transfer_bytes = 1024 * 1024;
   // Per UNMAP descriptor. Conformance tools treat more than 1M as insane, and
   // a descriptor holds the LBA range lock for its whole span.
   uint32_t max_unmap_blocks = 1u << 20;

@@ -214,6 +214,11 @@ class Engine::Impl {
   // MAXIMUM WRITE SAME LENGTH as reported in VPD 0xB0 and enforced: the
   // option capped at the maximum transfer length.
   static uint64_t MaxWriteSameBlocks(const internal::LogicalUnit& lu);
+  // WRITE ATOMIC(16) limits as reported in VPD 0xB0 and enforced, in logical
+  // blocks: ATOMIC ALIGNMENT / ATOMIC TRANSFER LENGTH GRANULARITY (0: none)
+  // and MAXIMUM ATOMIC TRANSFER LENGTH.
+  static uint32_t AtomicUnitBlocks(const internal::LogicalUnit& lu);
+  static uint32_t MaxAtomicTransferBlocks(const internal::LogicalUnit& lu);
 
   // --- spc.cc ---
   void TestUnitReady(const CommandPtr& cmd);
@@ -248,6 +253,7 @@ class Engine::Impl {
   void Unmap(const CommandPtr& cmd);
   void GetLbaStatus(const CommandPtr& cmd);
   void CompareAndWrite(const CommandPtr& cmd);
+  void WriteAtomic16(const CommandPtr& cmd);
   void PreFetch(const CommandPtr& cmd);
   void OrWrite(const CommandPtr& cmd);
   void ReadDefectData(const CommandPtr& cmd);

@@ -176,7 +176,10 @@ void Engine::Impl::Inquiry(const CommandPtr& cmd) {
       w.U32(std::max(o.unmap_granularity, lu->blocks_per_physical()));
       w.U32(0x80000000u);  // UGAVALID=1, UNMAP GRANULARITY ALIGNMENT 0
       w.U64(MaxWriteSameBlocks(*lu));
-      w.Zeros(60 - body.size());
+      w.U32(MaxAtomicTransferBlocks(*lu));  // MAXIMUM ATOMIC TRANSFER LENGTH
+      w.U32(AtomicUnitBlocks(*lu));         // ATOMIC ALIGNMENT
+      w.U32(AtomicUnitBlocks(*lu));         // ATOMIC TRANSFER LENGTH GRANULARITY
+      w.Zeros(60 - body.size());  // no atomic boundaries
       break;
     }
     case 0xB1:  // Block device characteristics

@@ -11,7 +11,9 @@
 #                LIO fileio reports): the whole ALL family, MultipathIO with
 #                the same portal as second path.
 #   physical-4k  LUN 1, 512-byte logical / 4096-byte physical blocks (LBPPB 8):
-#                the tests iscsi-test-cu skips with "LBPPB < 2".
+#                the tests iscsi-test-cu skips with "LBPPB < 2", and
+#                WriteAtomic16 again (its ATOMIC ALIGNMENT and GRANULARITY are
+#                8 blocks there, 0 on LUN 0: VPD checks misaligned writes).
 #   read-only    LUN 2, write-protected: ALL.ReadOnly (skipped unless the LU
 #                reports WP).
 # parse_test_cu.py merges them: a failure anywhere is a failure, else a pass
@@ -42,6 +44,7 @@ PHYSICAL_4K_TESTS=(
   ALL.WriteSame10.UnmapUnaligned
   ALL.WriteSame16.InvalidDataOutSize
   ALL.WriteSame16.UnmapUnaligned
+  ALL.WriteAtomic16
 )
 READ_ONLY_TESTS=(ALL.ReadOnly)
 

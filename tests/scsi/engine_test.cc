@@ -779,6 +779,128 @@ TEST_F(EngineTest, CompareAndWriteIsAtomicAgainstOtherWriters) {
   EXPECT_EQ(memory_->Peek(4, 2), Pattern(2, 50));  // the later write wins
 }
 
+// WRITE ATOMIC(16): LBA in bytes 2..9, ATOMIC BOUNDARY 10..11, TRANSFER
+// LENGTH 12..13.
+std::vector<uint8_t> WriteAtomic16Cdb(uint64_t lba, uint16_t blocks, uint8_t flags = 0) {
+  std::vector<uint8_t> c(16, 0);
+  c[0] = 0x9C;
+  c[1] = flags;
+  PutBe64(&c[2], lba);
+  PutBe16(&c[12], blocks);
+  return c;
+}
+
+TEST_F(EngineTest, WriteAtomic16LimitsInBlockLimitsVpd) {
+  ClearUas(*engine_, a_);
+  auto r = Do(Cdb({0x12, 1, 0xB0, 0, 255, 0}));
+  EXPECT_GOOD(r);
+  ASSERT_EQ(r.data_in.size(), 64u);
+  EXPECT_EQ(GetBe32(&r.data_in[44]), 2048u);  // MAXIMUM ATOMIC TRANSFER LENGTH: 1 MiB
+  EXPECT_LE(GetBe32(&r.data_in[44]), GetBe32(&r.data_in[8]));  // <= MAXIMUM TRANSFER LENGTH
+  EXPECT_EQ(GetBe32(&r.data_in[48]), 8u);     // ATOMIC ALIGNMENT: the physical block
+  EXPECT_EQ(GetBe32(&r.data_in[52]), 8u);     // ATOMIC TRANSFER LENGTH GRANULARITY
+  EXPECT_EQ(GetBe32(&r.data_in[56]), 0u);     // no atomic boundaries
+  EXPECT_EQ(GetBe32(&r.data_in[60]), 0u);
+
+  // One logical block per physical: no alignment or granularity constraint;
+  // the maximum is capped at the maximum transfer length.
+  LogicalUnitOptions o;
+  o.max_transfer_bytes = 64 * 1024;
+  ASSERT_TRUE(engine_->AddLogicalUnit(1, std::make_shared<MemoryBlockStore>(
+                                             MemoryBlockStore::Options{}), o).ok());
+  ClearUas(*engine_, a_, 1);
+  r = Exec(*engine_, Cdb({0x12, 1, 0xB0, 0, 255, 0}), {}, a_, 1);
+  EXPECT_EQ(GetBe32(&r.data_in[44]), 128u);
+  EXPECT_EQ(GetBe32(&r.data_in[48]), 0u);
+  EXPECT_EQ(GetBe32(&r.data_in[52]), 0u);
+  EXPECT_GOOD(Exec(*engine_, WriteAtomic16Cdb(3, 1), Pattern(1, 4), a_, 1));
+  ExpectInvalidField(Exec(*engine_, WriteAtomic16Cdb(0, 129), Pattern(129, 4), a_, 1), 12);
+}
+
+TEST_F(EngineTest, WriteAtomic16WritesAndChecksItsCdb) {
+  ClearUas(*engine_, a_);
+  auto data = Pattern(16, 21);
+  auto r = Do(WriteAtomic16Cdb(8, 16), data);
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.wanted_data_out_length, 16 * kBlockSize);
+  EXPECT_EQ(memory_->Peek(8, 16), data);
+  const int fua_before = memory_->fua_writes();
+  EXPECT_GOOD(Do(WriteAtomic16Cdb(kBlocks - 8, 8, 0x18), Pattern(8, 1)));  // DPO FUA
+  EXPECT_EQ(memory_->fua_writes(), fua_before + 1);
+  EXPECT_GOOD(Do(WriteAtomic16Cdb(0, 0)));  // nothing to write
+
+  const int writes_before = store_->count(BlockOp::kWrite);
+  ExpectInvalidField(Do(WriteAtomic16Cdb(0, 8, 0x20), Pattern(8, 0)), 1, 7);  // WRPROTECT
+  auto boundary = WriteAtomic16Cdb(0, 8);
+  PutBe16(&boundary[10], 8);
+  ExpectInvalidField(Do(boundary, Pattern(8, 0)), 10);             // ATOMIC BOUNDARY
+  ExpectInvalidField(Do(WriteAtomic16Cdb(0, 2056), Pattern(2056, 0)), 12);  // too long
+  ExpectInvalidField(Do(WriteAtomic16Cdb(1, 8), Pattern(8, 0)), 2);   // misaligned LBA
+  ExpectInvalidField(Do(WriteAtomic16Cdb(8, 4), Pattern(4, 0)), 12);  // not whole physical blocks
+  EXPECT_SENSE(Do(WriteAtomic16Cdb(kBlocks - 8, 16), Pattern(16, 0)), SenseKey::kIllegalRequest,
+               asc::kLogicalBlockAddressOutOfRange);
+  EXPECT_SENSE(Do(WriteAtomic16Cdb(uint64_t{1} << 63, 8), Pattern(8, 0)),
+               SenseKey::kIllegalRequest, asc::kLogicalBlockAddressOutOfRange);
+  EXPECT_SENSE(Do(WriteAtomic16Cdb(kBlocks + 8, 0)), SenseKey::kIllegalRequest,
+               asc::kLogicalBlockAddressOutOfRange);
+  // All or nothing: a short data-out writes none of it.
+  EXPECT_SENSE(Do(WriteAtomic16Cdb(8, 16), Pattern(15, 0)), SenseKey::kIllegalRequest,
+               asc::kInvalidFieldInCommandInformationUnit);
+  EXPECT_EQ(store_->count(BlockOp::kWrite), writes_before);
+  EXPECT_EQ(memory_->Peek(8, 16), data);
+
+  LogicalUnitOptions read_only;
+  read_only.read_only = true;
+  ASSERT_TRUE(engine_->AddLogicalUnit(1, std::make_shared<MemoryBlockStore>(
+                                             MemoryBlockStore::Options{}), read_only).ok());
+  ClearUas(*engine_, a_, 1);
+  EXPECT_SENSE(Exec(*engine_, WriteAtomic16Cdb(0, 1), Pattern(1, 0), a_, 1),
+               SenseKey::kDataProtect, asc::kWriteProtected);
+}
+
+TEST_F(EngineTest, WriteAtomic16IsAtomicAgainstOtherWriters) {
+  ClearUas(*engine_, a_);
+  store_->Hold(BlockOp::kWrite);
+  auto atomic = Start(*engine_, WriteAtomic16Cdb(16, 16), Pattern(16, 7));
+  // Overlapping writers (WRITE, COMPARE AND WRITE, another atomic write) wait
+  // for the whole atomic write; a disjoint one goes to the store at once.
+  auto overlapping = Start(*engine_, Cdb10(0x2A, 30, 4), Pattern(4, 50));
+  auto caw_cdb = Cdb16(0x89, 16, 0);
+  caw_cdb[13] = 1;
+  auto caw_data = Pattern(1, 7);  // what the atomic write puts at LBA 16
+  auto caw_new = Pattern(1, 90);
+  caw_data.insert(caw_data.end(), caw_new.begin(), caw_new.end());
+  auto caw = Start(*engine_, caw_cdb, caw_data);
+  auto disjoint = Start(*engine_, Cdb10(0x2A, 40, 1), Pattern(1, 60));
+  EXPECT_EQ(store_->held_count(), 2u);  // the atomic write and the disjoint one
+  EXPECT_FALSE(overlapping->done());
+  EXPECT_FALSE(caw->done());
+  store_->Unhold(BlockOp::kWrite);
+  store_->ReleaseAll();
+  for (const auto& o : {atomic, overlapping, caw, disjoint}) {
+    ASSERT_TRUE(o->done());
+    EXPECT_GOOD(*o->response);
+  }
+  // The COMPARE AND WRITE saw the atomic write's data, and the overlapping
+  // WRITE landed after it.
+  auto expected = Pattern(16, 7);
+  std::copy(caw_new.begin(), caw_new.end(), expected.begin());
+  auto later = Pattern(4, 50);
+  std::copy(later.begin(), later.begin() + 2 * kBlockSize, expected.begin() + 14 * kBlockSize);
+  EXPECT_EQ(memory_->Peek(16, 16), expected);
+  EXPECT_EQ(memory_->Peek(32, 2), std::vector<uint8_t>(later.begin() + 2 * kBlockSize, later.end()));
+}
+
+TEST_F(EngineTest, WriteAtomic16IsReportedAsSupported) {
+  ClearUas(*engine_, a_);
+  // REPORT SUPPORTED OPERATION CODES, one command: opcode 0x9C.
+  auto r = Do(Cdb({0xA3, 0x0C, 0x01, 0x9C, 0, 0, 0, 0, 0x01, 0, 0, 0}));
+  EXPECT_GOOD(r);
+  EXPECT_EQ(r.data_in[1] & 0x07, 3);  // SUPPORT: supported as described
+  EXPECT_EQ(GetBe16(&r.data_in[2]), 16);
+  EXPECT_EQ(r.data_in[5], 0x18);  // DPO FUA
+}
+
 TEST_F(EngineTest, OrWriteAndPrefetchAndDefects) {
   ClearUas(*engine_, a_);
   std::vector<uint8_t> a(kBlockSize, 0x0F), b(kBlockSize, 0xF0);
