@@ -12,6 +12,10 @@ namespace {
 
 constexpr char kLunPrefix[] = "lun/";
 constexpr char kNodeSettingsKey[] = "node/settings";
+constexpr char kLifPlacementPrefix[] = "lif/";
+std::string LifPlacementKey(const std::string& name) {
+  return kLifPlacementPrefix + name;
+}
 
 std::string PrKey(const std::string& lu_key) { return "pr/" + lu_key; }
 
@@ -193,6 +197,44 @@ absl::Status ConfigDb::PutPrState(const std::string& lu_key,
 absl::Status ConfigDb::DeletePrState(const std::string& lu_key) {
   return FromRocks(db_->Delete(SyncedWrite(), PrKey(lu_key)),
                    absl::StrCat("delete reservation record of ", lu_key));
+}
+
+absl::StatusOr<std::optional<LifPlacement>> ConfigDb::GetLifPlacement(
+    const std::string& name) const {
+  absl::StatusOr<std::optional<std::string>> value = Get(LifPlacementKey(name));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::optional<LifPlacement>();
+  LifPlacement placement;
+  if (!placement.ParseFromString(**value)) {
+    return absl::DataLossError(
+        absl::StrCat("placement record of LIF ", name, " does not parse"));
+  }
+  return std::optional<LifPlacement>(std::move(placement));
+}
+
+absl::Status ConfigDb::PutLifPlacement(const LifPlacement& placement) {
+  if (placement.lif_name().empty()) {
+    return absl::InvalidArgumentError("LIF placement without a LIF name");
+  }
+  return Put(LifPlacementKey(placement.lif_name()),
+             placement.SerializeAsString());
+}
+
+absl::StatusOr<std::vector<LifPlacement>> ConfigDb::ListLifPlacements() const {
+  std::vector<LifPlacement> placements;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kLifPlacementPrefix);
+       it->Valid() && it->key().starts_with(kLifPlacementPrefix); it->Next()) {
+    LifPlacement p;
+    if (!p.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "placement record ", it->key().ToString(), " does not parse"));
+    }
+    placements.push_back(std::move(p));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "list LIF placements");
+  return placements;
 }
 
 absl::StatusOr<std::optional<NodeSettings>> ConfigDb::GetNodeSettings() const {

@@ -1,10 +1,10 @@
 // ConfigDb: the node's configuration database (RocksDB).
 //
-// Holds the records that must survive a restart: LUN definitions and node
-// settings. Every write is synced before it returns, so a record acknowledged
+// Holds the records that must survive a restart: LUN definitions, LIF
+// placements and node settings. Every write is synced before it returns, so a record acknowledged
 // to an administrator is on disk. Records are protobuf messages under typed
 // keys
-// ("lun/<20-digit id>", "node/settings"). Thread-safe.
+// ("lun/<20-digit id>", "lif/<name>", "node/settings"). Thread-safe.
 #ifndef APPLIANCE_CONFIG_CONFIG_DB_H_
 #define APPLIANCE_CONFIG_CONFIG_DB_H_
 
@@ -57,6 +57,14 @@ class ConfigDb {
   absl::Status PutPrState(const std::string& lu_key, const PrStateRecord& record);
   // Removes it (no error when absent).
   absl::Status DeletePrState(const std::string& lu_key);
+
+  // Where LIF name is hosted; empty when never moved (it is on its home).
+  absl::StatusOr<std::optional<LifPlacement>> GetLifPlacement(
+      const std::string& name) const;
+  // Inserts or replaces the placement of placement.lif_name().
+  absl::Status PutLifPlacement(const LifPlacement& placement);
+  // Every stored placement, ordered by LIF name.
+  absl::StatusOr<std::vector<LifPlacement>> ListLifPlacements() const;
 
   // Empty until first stored.
   absl::StatusOr<std::optional<NodeSettings>> GetNodeSettings() const;

@@ -19,6 +19,16 @@ bool Beats(const ConfigRecord& incoming,
   return incoming.lun().SerializeAsString() > current_def->SerializeAsString();
 }
 
+// The same tie-break for LIF placements: the larger encoding wins.
+bool Beats(const LifPlacement& incoming,
+           const std::optional<LifPlacement>& current) {
+  if (!current.has_value()) return true;
+  LifPlacement a = incoming, b = *current;
+  a.set_revision(0);
+  b.set_revision(0);
+  return a.SerializeAsString() > b.SerializeAsString();
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
@@ -113,7 +123,61 @@ absl::Status ConfigReplicator::CommitDelete(uint64_t id) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<LifPlacement> ConfigReplicator::CommitLifPlacement(
+    LifPlacement placement) {
+  if (placement.lif_name().empty() || placement.current_node().empty()) {
+    return absl::InvalidArgumentError(
+        "a LIF placement needs a LIF name and a node");
+  }
+  {
+    absl::MutexLock apply(&apply_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      placement.set_revision(NextRevision());
+    }
+    if (absl::Status s = db_->PutLifPlacement(placement); !s.ok()) return s;
+  }
+  ConfigRecord record;
+  record.set_revision(placement.revision());
+  *record.mutable_lif_placement() = placement;
+  Enqueue(std::move(record));
+  return placement;
+}
+
+absl::StatusOr<bool> ConfigReplicator::ApplyLifPlacement(
+    const ConfigRecord& record) {
+  const LifPlacement& incoming = record.lif_placement();
+  if (incoming.lif_name().empty() || incoming.current_node().empty()) {
+    return absl::InvalidArgumentError("malformed LIF placement record");
+  }
+  ReplicationListener* listener;
+  {
+    absl::MutexLock apply(&apply_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      last_revision_ = std::max(last_revision_, record.revision());
+    }
+    absl::StatusOr<std::optional<LifPlacement>> current =
+        db_->GetLifPlacement(incoming.lif_name());
+    if (!current.ok()) return current.status();
+    const uint64_t revision =
+        current->has_value() ? (*current)->revision() : 0;
+    const bool wins = record.revision() > revision ||
+                      (record.revision() == revision && Beats(incoming, *current));
+    if (!wins) return false;
+    LifPlacement placement = incoming;
+    placement.set_revision(record.revision());
+    if (absl::Status s = db_->PutLifPlacement(placement); !s.ok()) return s;
+    listener = listener_;
+  }
+  if (listener != nullptr) listener->LifPlacementChanged(incoming.lif_name());
+  return true;
+}
+
 absl::StatusOr<bool> ConfigReplicator::Apply(const ConfigRecord& record) {
+  if (record.revision() != 0 && record.has_lif_placement()) {
+    return ApplyLifPlacement(record);
+  }
   if (record.revision() == 0 ||
       (!record.has_lun() && !record.has_deleted()) ||
       (record.has_lun() && record.lun().id() != record.lun_id())) {
@@ -173,6 +237,14 @@ absl::StatusOr<ConfigSnapshot> ConfigReplicator::Snapshot() const {
     r->set_revision(t.revision());
     r->set_deleted(true);
   }
+  absl::StatusOr<std::vector<LifPlacement>> placements =
+      db_->ListLifPlacements();
+  if (!placements.ok()) return placements.status();
+  for (LifPlacement& p : *placements) {
+    ConfigRecord* r = snapshot.add_records();
+    r->set_revision(p.revision());
+    *r->mutable_lif_placement() = std::move(p);
+  }
   return snapshot;
 }
 
@@ -180,7 +252,10 @@ absl::Status ConfigReplicator::Merge(const ConfigSnapshot& snapshot) {
   for (const ConfigRecord& record : snapshot.records()) {
     absl::StatusOr<bool> applied = Apply(record);
     if (!applied.ok()) {
-      LOG(WARNING) << "replication: record for LUN " << record.lun_id()
+      LOG(WARNING) << "replication: record for "
+                   << (record.has_lif_placement()
+                           ? "LIF " + record.lif_placement().lif_name()
+                           : absl::StrCat("LUN ", record.lun_id()))
                    << " from " << snapshot.node_name()
                    << " ignored: " << applied.status();
     }

@@ -1,12 +1,14 @@
-// ConfigReplicator: keeps the pair's LUN definitions the same on both nodes.
+// ConfigReplicator: keeps the pair's LUN definitions and LIF placements the
+// same on both nodes.
 //
 // Local changes are committed to this node's database with a fresh revision (a
 // hybrid clock: max(now in microseconds, last revision + 1)) and pushed to the
 // partner at once. A push that cannot be delivered marks the pair dirty; while
 // dirty, the replicator periodically reconciles by exchanging whole snapshots
 // (definitions and tombstones), after which both nodes hold, for every LUN id,
-// the record with the highest revision. Incoming changes are applied to the
-// database and reported to a listener (the node opens or closes stores).
+// the record with the highest revision (for every LIF name, the placement with
+// the highest revision). Incoming changes are applied to the database and
+// reported to a listener (the node opens or closes stores, moves portals).
 //
 // The gRPC service (ConfigReplication) is served on the interconnect; the
 // channel to the partner is provided by whoever owns the interconnect.
@@ -38,6 +40,8 @@ class ReplicationListener {
  public:
   virtual ~ReplicationListener() = default;
   virtual void LunChanged(uint64_t id) = 0;
+  // The placement of LIF lif_name changed (re-read it from the database).
+  virtual void LifPlacementChanged(const std::string& lif_name) {}
 };
 
 struct ReplicatorOptions {
@@ -65,6 +69,8 @@ class ConfigReplicator : public ConfigReplication::Service {
   // Local changes: stamp a revision, store, push. Return the stored record.
   absl::StatusOr<LunDefinition> CommitLun(LunDefinition lun);
   absl::Status CommitDelete(uint64_t id);
+  // Stamps a revision on placement, stores it, pushes it. Returns it stored.
+  absl::StatusOr<LifPlacement> CommitLifPlacement(LifPlacement placement);
 
   // Applies a record (from a push or a snapshot). Returns whether it changed
   // this node's state; tells the listener when it did.
@@ -88,6 +94,7 @@ class ConfigReplicator : public ConfigReplication::Service {
   uint64_t NextRevision() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Enqueue(ConfigRecord record);
   void PushLoop();
+  absl::StatusOr<bool> ApplyLifPlacement(const ConfigRecord& record);
   // Revision and definition this node holds for id (revision 0: nothing).
   absl::StatusOr<std::pair<uint64_t, std::optional<LunDefinition>>> Current(
       uint64_t id) const;

@@ -114,6 +114,48 @@ TEST(ConfigDbTest, PrStateKeepsHighestSequenceAcrossReopen) {
   EXPECT_FALSE(gone->has_value());
 }
 
+TEST(ConfigDbTest, LifPlacementsSurviveReopenAndStayApartFromLuns) {
+  std::string dir = FreshDir("placements");
+  {
+    auto db = ConfigDb::Open(dir);
+    ASSERT_TRUE(db.ok()) << db.status();
+    auto none = (*db)->GetLifPlacement("lif-a");
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none->has_value());
+    ASSERT_TRUE((*db)->PutLun(Lun(1, "one")).ok());
+    for (const char* name : {"lif-b", "lif-a"}) {
+      LifPlacement p;
+      p.set_lif_name(name);
+      p.set_current_node("node-b");
+      p.set_current_port("e0a");
+      p.set_revision(7);
+      ASSERT_TRUE((*db)->PutLifPlacement(p).ok());
+    }
+    LifPlacement moved;
+    moved.set_lif_name("lif-a");
+    moved.set_current_node("node-a");
+    moved.set_revision(9);
+    ASSERT_TRUE((*db)->PutLifPlacement(moved).ok());
+    EXPECT_EQ((*db)->PutLifPlacement(LifPlacement()).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  auto db = ConfigDb::Open(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto all = (*db)->ListLifPlacements();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].lif_name(), "lif-a");
+  EXPECT_EQ((*all)[0].current_node(), "node-a");
+  EXPECT_EQ((*all)[0].revision(), 9u);
+  EXPECT_EQ((*all)[1].lif_name(), "lif-b");
+  auto one = (*db)->GetLifPlacement("lif-b");
+  ASSERT_TRUE(one.ok() && one->has_value());
+  EXPECT_EQ((*one)->current_port(), "e0a");
+  auto luns = (*db)->ListLuns();
+  ASSERT_TRUE(luns.ok());
+  EXPECT_EQ(luns->size(), 1u);
+}
+
 TEST(ConfigDbTest, SecondOpenOfSameDirIsRefused) {
   std::string dir = FreshDir("locked");
   auto first = ConfigDb::Open(dir);

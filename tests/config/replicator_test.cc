@@ -20,8 +20,13 @@ class RecordingListener : public ReplicationListener {
     absl::MutexLock lock(&mu);
     changed.insert(id);
   }
+  void LifPlacementChanged(const std::string& name) override {
+    absl::MutexLock lock(&mu);
+    lifs_changed.insert(name);
+  }
   absl::Mutex mu;
   std::set<uint64_t> changed;
+  std::set<std::string> lifs_changed;
 };
 
 // One node: its database, replicator and gRPC server on 127.0.0.1:0.
@@ -79,6 +84,22 @@ LunDefinition Lun(uint64_t id, const std::string& name, const std::string& owner
   lun.set_owner_node(owner);
   lun.set_home_node(owner);
   return lun;
+}
+
+LifPlacement Placement(const std::string& lif, const std::string& node,
+                       const std::string& port = "e0a") {
+  LifPlacement p;
+  p.set_lif_name(lif);
+  p.set_current_node(node);
+  p.set_current_port(port);
+  return p;
+}
+
+// Where node's database says lif is ("" when it has no placement record).
+std::string HostOf(TestNode& node, const std::string& lif) {
+  absl::StatusOr<std::optional<LifPlacement>> p = node.db->GetLifPlacement(lif);
+  EXPECT_TRUE(p.ok());
+  return p.ok() && p->has_value() ? (*p)->current_node() : "";
 }
 
 class ReplicatorTest : public ::testing::Test {
@@ -192,6 +213,84 @@ TEST_F(ReplicatorTest, MalformedRecordsAreRefused) {
   *no_revision.mutable_lun() = Lun(2, "x", "node-a");
   EXPECT_FALSE(a.replicator->Apply(no_revision).ok());
   EXPECT_TRUE(a.Names().empty());
+}
+
+TEST_F(ReplicatorTest, LifPlacementReachesThePartnerAndTellsItsListener) {
+  Connect();
+  Settle();
+  absl::StatusOr<LifPlacement> moved =
+      a.replicator->CommitLifPlacement(Placement("lif-a", "node-b", ""));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_GT(moved->revision(), 0u);
+  Settle();
+  EXPECT_EQ(HostOf(a, "lif-a"), "node-b");
+  EXPECT_EQ(HostOf(b, "lif-a"), "node-b");
+  {
+    absl::MutexLock lock(&b.listener.mu);
+    EXPECT_EQ(b.listener.lifs_changed, std::set<std::string>{"lif-a"});
+    EXPECT_TRUE(b.listener.changed.empty());  // no LUN was touched
+  }
+  {
+    // Local commits are not reported to the committing node's listener.
+    absl::MutexLock lock(&a.listener.mu);
+    EXPECT_TRUE(a.listener.lifs_changed.empty());
+  }
+  // The new host fills in its port; the later revision wins on both nodes.
+  ASSERT_TRUE(b.replicator->CommitLifPlacement(Placement("lif-a", "node-b", "e0b")).ok());
+  Settle();
+  EXPECT_EQ((*a.db->GetLifPlacement("lif-a"))->current_port(), "e0b");
+}
+
+TEST_F(ReplicatorTest, LifPlacementsMadeDuringAPartitionConverge) {
+  Connect();
+  Settle();
+  b.StopServer();
+  ASSERT_TRUE(a.replicator->CommitLifPlacement(Placement("lif-a", "node-b")).ok());
+  ASSERT_TRUE(a.replicator->CommitLifPlacement(Placement("lif-c", "node-a")).ok());
+  EXPECT_EQ(HostOf(b, "lif-a"), "");
+  b.StartServer();
+  Settle();
+  EXPECT_EQ(HostOf(b, "lif-a"), "node-b");
+  EXPECT_EQ(HostOf(b, "lif-c"), "node-a");
+}
+
+TEST_F(ReplicatorTest, ConflictingLifPlacementsPickTheSameWinner) {
+  // Each side moves lif-x while partitioned; the later revision wins on both.
+  ASSERT_TRUE(a.replicator->CommitLifPlacement(Placement("lif-x", "node-a")).ok());
+  absl::StatusOr<LifPlacement> later =
+      b.replicator->CommitLifPlacement(Placement("lif-x", "node-b"));
+  ASSERT_TRUE(later.ok());
+  Connect();
+  Settle();
+  EXPECT_EQ(HostOf(a, "lif-x"), "node-b");
+  EXPECT_EQ(HostOf(b, "lif-x"), "node-b");
+  EXPECT_EQ((*a.db->GetLifPlacement("lif-x"))->revision(), later->revision());
+  // An older placement does not overwrite a newer one; equal revisions pick
+  // the same winner whichever node applies them.
+  ConfigRecord stale;
+  stale.set_revision(later->revision() - 1);
+  *stale.mutable_lif_placement() = Placement("lif-x", "node-a");
+  EXPECT_FALSE(*a.replicator->Apply(stale));
+  ConfigRecord tie;
+  tie.set_revision(later->revision());
+  *tie.mutable_lif_placement() = Placement("lif-x", "node-c");
+  const bool applied_a = *a.replicator->Apply(tie);
+  const bool applied_b = *b.replicator->Apply(tie);
+  EXPECT_EQ(applied_a, applied_b);
+  EXPECT_EQ(HostOf(a, "lif-x"), HostOf(b, "lif-x"));
+}
+
+TEST_F(ReplicatorTest, MalformedLifPlacementsAreRefused) {
+  ConfigRecord no_node;
+  no_node.set_revision(5);
+  no_node.mutable_lif_placement()->set_lif_name("lif-a");
+  EXPECT_EQ(a.replicator->Apply(no_node).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ConfigRecord no_revision;
+  *no_revision.mutable_lif_placement() = Placement("lif-a", "node-b");
+  EXPECT_FALSE(a.replicator->Apply(no_revision).ok());
+  EXPECT_FALSE(a.replicator->CommitLifPlacement(Placement("", "node-b")).ok());
+  EXPECT_EQ(HostOf(a, "lif-a"), "");
 }
 
 }  // namespace
