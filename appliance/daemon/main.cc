@@ -23,6 +23,8 @@
 #include "appliance/config/bootstrap.h"
 #include "appliance/config/config_db.h"
 #include "appliance/config/replicator.h"
+#include "appliance/daemon/lif_manager.h"
+#include "appliance/daemon/lif_portals.h"
 #include "appliance/daemon/logging.h"
 #include "appliance/daemon/node.h"
 #include "appliance/daemon/pr_persistence.h"
@@ -129,13 +131,15 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   if (!node.ok()) return node.status();
 
   // The SCSI engine executes commands for the LUNs this node owns; ALUA states
-  // are derived from where each LIF is hosted and who owns the LUN.
-  const std::vector<config::Lif> lifs(b.lifs().begin(), b.lifs().end());
+  // are derived from where each LIF is hosted now (replicated placements) and
+  // who owns the LUN.
+  LifManager& lif_manager = (*node)->lifs();
   scsi::EngineOptions engine_options;
   // Whether the partner can be reached; set once the interconnect is up.
   auto link_up = std::make_shared<std::atomic<bool>>(!paired);
+  lif_manager.SetPartnerReachable([link_up] { return link_up->load(); });
   engine_options.port_state = std::make_shared<LifPortStateProvider>(
-      lifs, **node, [link_up] { return link_up->load(); });
+      lif_manager, **node, [link_up] { return link_up->load(); });
   // SAM-5 task attributes: ORDERED waits for older tasks, HEAD OF QUEUE first.
   engine_options.honor_task_attributes = true;
   // REPORT LUNS answers for the whole pair.
@@ -234,18 +238,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     }
     target.auth.chap_by_initiator[account.initiator_name()] = credentials;
   }
-  std::vector<iscsi::PortalConfig> hosted;
-  for (const config::Lif& lif : lifs) {
-    iscsi::PortalConfig portal;
-    portal.address = lif.address();
-    portal.port = static_cast<uint16_t>(lif.port());
-    portal.portal_group_tag = static_cast<uint16_t>(lif.target_portal_group());
-    portal.relative_target_port_id =
-        static_cast<uint16_t>(lif.relative_target_port_id());
-    portal.target_port_group = static_cast<uint16_t>(lif.target_portal_group());
+  for (const config::Lif& lif : lif_manager.Lifs()) {
+    const iscsi::PortalConfig portal = PortalConfigOf(lif);
     target.portal_group_tags.push_back(portal.portal_group_tag);
     directory->UpsertPortal(portal);
-    if (lif.current_node() == b.node_name()) hosted.push_back(portal);
   }
   directory->UpsertTarget(target);
   absl::StatusOr<std::unique_ptr<iscsi::Server>> iscsi_server =
@@ -278,17 +274,33 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       return s;
     }
   }
-  std::string portals_text;
-  for (size_t i = 0; i < hosted.size(); ++i) {
-    absl::StatusOr<const iscsi::Portal*> portal =
-        (*iscsi_server)->AddPortal(hosted[i]);
-    if (!portal.ok()) return portal.status();
-    LOG(INFO) << "iSCSI portal " << hosted[i].address << ":"
-              << (*portal)->bound_port() << ",tpgt "
-              << hosted[i].portal_group_tag;
-    absl::StrAppend(&portals_text, hosted[i].address, ":",
-                    (*portal)->bound_port(), "\n");
-  }
+  // This node listens on the LIFs it hosts now, and follows placement
+  // changes: a LIF leaving asks its sessions to log out and stops listening, a
+  // LIF arriving is bound (once the partner released it); either way both
+  // nodes raise ASYMMETRIC ACCESS STATE CHANGED.
+  const std::string portals_file = b.state_dir() + "/iscsi.portals";
+  auto serving = std::make_shared<std::atomic<bool>>(false);
+  LifPortals::Options portal_options;
+  portal_options.node_name = b.node_name();
+  portal_options.placement_changed = [engine_ptr] {
+    engine_ptr->NotifyAsymmetricAccessStateChanged();
+  };
+  portal_options.hosted_changed = [portals_file,
+                                   serving](const std::string& text) {
+    if (!serving->load()) return;  // written once startup is complete
+    if (absl::Status s = WriteFileAtomically(portals_file, text); !s.ok()) {
+      LOG(WARNING) << s;
+    }
+  };
+  LifPortals lif_portals(std::move(portal_options), **iscsi_server,
+                         lif_manager);
+  if (absl::Status s = lif_portals.Start(); !s.ok()) return s;
+  lif_manager.AddListener(&lif_portals);
+  absl::Cleanup stop_following = [&lif_manager, &lif_portals] {
+    lif_manager.RemoveListener(&lif_portals);
+    lif_portals.Stop();
+  };
+  const std::string portals_text = lif_portals.HostedText();
 
   // Management endpoint: HTTPS with a bearer token.
   std::string host;
@@ -333,20 +345,22 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          WriteFileAtomically(b.state_dir() + "/iscsi.portals", portals_text);
+  if (absl::Status s = WriteFileAtomically(portals_file, portals_text);
       !s.ok()) {
     return s;
   }
+  serving->store(true);
 
   LOG(INFO) << "applianced serving";
   int signal_number = 0;
   sigwait(&termination, &signal_number);
   LOG(INFO) << "signal " << signal_number << ": shutting down";
 
+  serving->store(false);
   unlink((b.state_dir() + "/mgmt.url").c_str());
   unlink((b.state_dir() + "/iscsi.portals").c_str());
   (*rest)->Stop();
+  lif_portals.Stop();
   (*iscsi_server)->Shutdown();  // sessions end; their tasks are aborted
   std::move(node_shutdown).Invoke();  // LUs leave the engine, stores close
   LOG(INFO) << "applianced stopped";

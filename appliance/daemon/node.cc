@@ -27,6 +27,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(
     metrics::MetricsRegistry& metrics, config::ConfigReplicator* replicator) {
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(db)));
   node->replicator_ = replicator;
+  const config::NodeBootstrap& b = node->options_.bootstrap;
+  LifManager::Options lif_options;
+  lif_options.node_name = b.node_name();
+  lif_options.partner_name = b.partner_name();
+  lif_options.lifs.assign(b.lifs().begin(), b.lifs().end());
+  lif_options.ports.assign(b.physical_ports().begin(), b.physical_ports().end());
+  absl::StatusOr<std::unique_ptr<LifManager>> lifs =
+      LifManager::Create(std::move(lif_options), node->db_, replicator);
+  if (!lifs.ok()) return lifs.status();
+  node->lifs_ = std::move(*lifs);
   if (absl::Status s = node->RegisterMetrics(metrics); !s.ok()) return s;
   absl::MutexLock lock(&node->mu_);
   if (absl::Status s = node->Seed(); !s.ok()) return s;
@@ -221,13 +231,36 @@ absl::StatusOr<mgmt::NodeInfo> Node::GetNode() {
   info.set_state("active");
   info.set_version(options_.version);
   info.set_uptime_seconds(absl::ToInt64Seconds(absl::Now() - started_));
-  *info.mutable_lifs() = b.lifs();
+  for (config::Lif& lif : lifs_->Lifs()) *info.add_lifs() = std::move(lif);
   *info.mutable_physical_ports() = b.physical_ports();
+  for (mgmt::PortStatus& port : lifs_->Ports()) {
+    *info.add_ports() = std::move(port);
+  }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<std::vector<config::LunDefinition>> luns = db_->ListLuns();
   if (!luns.ok()) return luns.status();
   info.set_lun_count(luns->size());
   return info;
+}
+
+absl::StatusOr<mgmt::LifList> Node::ListLifs() {
+  mgmt::LifList list;
+  for (config::Lif& lif : lifs_->Lifs()) *list.add_lifs() = std::move(lif);
+  return list;
+}
+
+absl::StatusOr<config::Lif> Node::MigrateLif(const std::string& name,
+                                             const std::string& node) {
+  return lifs_->Migrate(name, node);
+}
+
+absl::StatusOr<mgmt::PortStatus> Node::SetPortFault(const std::string& port,
+                                                    bool down) {
+  return lifs_->SetPortDown(port, down);
+}
+
+void Node::LifPlacementChanged(const std::string& lif_name) {
+  lifs_->PlacementReplicated(lif_name);
 }
 
 absl::StatusOr<mgmt::LunList> Node::ListLuns() {

@@ -7,7 +7,8 @@
 // bootstrap file the first time, then opens every LUN this node owns.
 //
 // Listeners (the SCSI engine, through the daemon's wiring) hear about every LUN
-// that comes online or goes away.
+// that comes online or goes away. The node's LifManager keeps the pair's LIF
+// placements (see lif_manager.h); the management API reaches it through here.
 #ifndef APPLIANCE_DAEMON_NODE_H_
 #define APPLIANCE_DAEMON_NODE_H_
 
@@ -26,6 +27,7 @@
 #include "appliance/config/config.pb.h"
 #include "appliance/config/config_db.h"
 #include "appliance/config/replicator.h"
+#include "appliance/daemon/lif_manager.h"
 #include "appliance/mgmt/backend.h"
 #include "appliance/storage/file_block_store.h"
 #include "blockstore/block_store.h"
@@ -82,6 +84,14 @@ class Node : public mgmt::ManagementBackend,
   absl::StatusOr<config::LunDefinition> CreateLun(
       const mgmt::CreateLunRequest& request) override;
   absl::Status DeleteLun(uint64_t id) override;
+  absl::StatusOr<mgmt::LifList> ListLifs() override;
+  absl::StatusOr<config::Lif> MigrateLif(const std::string& name,
+                                         const std::string& node) override;
+  absl::StatusOr<mgmt::PortStatus> SetPortFault(const std::string& port,
+                                                bool down) override;
+
+  // Where the pair's LIFs are hosted; this node's physical ports.
+  LifManager& lifs() { return *lifs_; }
 
   // virtual_target::OwnershipView: every LUN of the pair that this node's
   // database knows, with its current owner.
@@ -90,6 +100,7 @@ class Node : public mgmt::ManagementBackend,
   // config::ReplicationListener: a LUN changed on the partner's side; opens or
   // closes its store here as ownership says.
   void LunChanged(uint64_t id) override;
+  void LifPlacementChanged(const std::string& lif_name) override;
 
   // Every LUN of the pair this node knows (any owner), unordered.
   std::vector<uint64_t> KnownLuns() const;
@@ -134,6 +145,7 @@ class Node : public mgmt::ManagementBackend,
   std::vector<LunListener*> listeners_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   config::ConfigReplicator* replicator_ = nullptr;
+  std::unique_ptr<LifManager> lifs_;
   absl::Mutex callback_mu_;
   std::function<void()> inventory_changed_ ABSL_GUARDED_BY(callback_mu_);
   void SetOwner(uint64_t id, std::optional<std::string> owner);

@@ -23,9 +23,10 @@ std::vector<scsi::TargetPortGroupState> LifPortStateProvider::TargetPortGroups(
     uint64_t lun) const {
   std::optional<std::string> owner = ownership_.OwnerOf(lun);
   const bool link_up = link_up_();
+  const std::vector<config::Lif> lifs = lifs_.Lifs();
   std::vector<scsi::TargetPortGroupState> groups;
-  groups.reserve(lifs_.size());
-  for (const config::Lif& lif : lifs_) {
+  groups.reserve(lifs.size());
+  for (const config::Lif& lif : lifs) {
     scsi::TargetPortGroupState group;
     group.group_id = static_cast<uint16_t>(lif.target_portal_group());
     const bool on_owner = !owner.has_value() || lif.current_node() == *owner;

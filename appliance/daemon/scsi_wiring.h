@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "appliance/config/config.pb.h"
+#include "appliance/daemon/lif_manager.h"
 #include "appliance/daemon/node.h"
 #include "target/scsi/engine.h"
 #include "target/scsi/lun_directory.h"
@@ -31,22 +32,23 @@ class EngineLunBinder : public LunListener {
 };
 
 // One target port group per LIF; its state for a LUN follows from the LIF's
-// current node and the LUN's owner: on the owner active/optimized; on the other
-// node active/non-optimized while the interconnect is up, unavailable while it
-// is down (that node cannot proxy).
+// current node (read from lifs at every call: LIFs move) and the LUN's owner:
+// on the owner active/optimized; on the other node active/non-optimized while
+// the interconnect is up, unavailable while it is down (that node cannot
+// proxy).
 class LifPortStateProvider : public scsi::PortStateProvider {
  public:
-  LifPortStateProvider(std::vector<config::Lif> lifs,
+  LifPortStateProvider(const LifView& lifs,
                        const virtual_target::OwnershipView& ownership,
                        std::function<bool()> link_up)
-      : lifs_(std::move(lifs)),
+      : lifs_(lifs),
         ownership_(ownership),
         link_up_(std::move(link_up)) {}
   std::vector<scsi::TargetPortGroupState> TargetPortGroups(
       uint64_t lun) const override;
 
  private:
-  const std::vector<config::Lif> lifs_;
+  const LifView& lifs_;
   const virtual_target::OwnershipView& ownership_;
   const std::function<bool()> link_up_;
 };

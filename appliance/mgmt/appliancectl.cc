@@ -5,7 +5,8 @@
 //
 // Commands: node | lun list | lun show ID | lun create NAME SIZE
 // [--block_size=512|4096] [--physical_block_size=N] [--read_only] [--id=N]
-// [--owner=NODE] | lun delete ID | metrics.
+// [--owner=NODE] | lun delete ID | lif list | lif migrate NAME NODE |
+// fault port NAME down|up | metrics.
 // Flags may be spelled with '-' or '_' ("--token-file" = "--token_file").
 //
 // TLS: with --cacert the server certificate is verified against that PEM file
@@ -77,6 +78,10 @@ constexpr char kUsage[] =
     "             [--physical_block_size=N] [--read_only]\n"
     "                                SIZE: bytes or 512K, 64M, 1G, 2T\n"
     "  lun delete ID                 delete a LUN and its data\n"
+    "  lif list                      LIFs and where they are hosted\n"
+    "  lif migrate NAME NODE         move a LIF to NODE (this node or partner)\n"
+    "  fault port NAME down|up       fault injection on a physical port of the\n"
+    "                                node (down moves its LIFs to the partner)\n"
     "  metrics                       Prometheus metrics text\n"
     "flags: --url=https://host:port --token=T | --token_file=F\n"
     "       --cacert=PEM | --insecure  --json  --timeout_seconds=N\n"
@@ -275,6 +280,25 @@ std::string LunDetails(const config::LunDefinition& lun) {
        {"created_unix_seconds", absl::StrCat(lun.created_unix_seconds())}});
 }
 
+std::string LifTable(
+    const google::protobuf::RepeatedPtrField<config::Lif>& lifs) {
+  std::vector<std::vector<std::string>> rows;
+  for (const config::Lif& lif : lifs) {
+    const std::string current =
+        lif.current_node().empty() ? lif.home_node() : lif.current_node();
+    rows.push_back({lif.name(),
+                    absl::StrCat(lif.address(), ":",
+                                 lif.has_port() ? lif.port() : 3260),
+                    absl::StrCat(lif.home_node(), "/", lif.home_port()),
+                    lif.current_port().empty()
+                        ? current
+                        : absl::StrCat(current, "/", lif.current_port()),
+                    absl::StrCat(lif.relative_target_port_id()),
+                    absl::StrCat(lif.target_portal_group())});
+  }
+  return FormatTable({"LIF", "PORTAL", "HOME", "CURRENT", "RTPI", "TPG"}, rows);
+}
+
 std::string NodeDetails(const NodeInfo& node) {
   std::string out = FormatTable(
       {"FIELD", "VALUE"},
@@ -285,7 +309,15 @@ std::string NodeDetails(const NodeInfo& node) {
        {"version", node.version()},
        {"uptime_seconds", absl::StrCat(node.uptime_seconds())},
        {"lun_count", absl::StrCat(node.lun_count())}});
-  if (node.physical_ports_size() > 0) {
+  if (node.ports_size() > 0) {
+    std::vector<std::vector<std::string>> rows;
+    for (const PortStatus& port : node.ports()) {
+      rows.push_back({port.name(), port.address(), port.up() ? "up" : "down",
+                      absl::StrJoin(port.lifs(), ",")});
+    }
+    absl::StrAppend(&out, "\n",
+                    FormatTable({"PORT", "ADDRESS", "STATE", "LIFS"}, rows));
+  } else if (node.physical_ports_size() > 0) {
     std::vector<std::vector<std::string>> rows;
     for (const config::PhysicalPort& port : node.physical_ports()) {
       rows.push_back({port.name(), port.address()});
@@ -293,20 +325,7 @@ std::string NodeDetails(const NodeInfo& node) {
     absl::StrAppend(&out, "\n", FormatTable({"PORT", "ADDRESS"}, rows));
   }
   if (node.lifs_size() > 0) {
-    std::vector<std::vector<std::string>> rows;
-    for (const config::Lif& lif : node.lifs()) {
-      rows.push_back({lif.name(),
-                      absl::StrCat(lif.address(), ":",
-                                   lif.port() == 0 ? 3260 : lif.port()),
-                      absl::StrCat(lif.home_node(), "/", lif.home_port()),
-                      lif.current_node().empty() ? lif.home_node()
-                                                 : lif.current_node(),
-                      absl::StrCat(lif.relative_target_port_id()),
-                      absl::StrCat(lif.target_portal_group())});
-    }
-    absl::StrAppend(&out, "\n",
-                    FormatTable({"LIF", "PORTAL", "HOME", "CURRENT", "RTPI", "TPG"},
-                                rows));
+    absl::StrAppend(&out, "\n", LifTable(node.lifs()));
   }
   return out;
 }
@@ -366,6 +385,28 @@ int Run(const std::vector<std::string>& command) {
     } else {
       return UsageError(absl::StrCat("bad use of \"lun ", sub, "\""));
     }
+  } else if (verb == "lif" && command.size() >= 2) {
+    const std::string& sub = command[1];
+    if (sub == "list" && expect_args(2)) {
+      path = "/api/v1/lifs";
+    } else if (sub == "migrate" && expect_args(4)) {
+      MigrateLifRequest request;
+      request.set_node(command[3]);
+      google::protobuf::util::MessageToJsonString(request, &body);
+      method = "POST";
+      path = absl::StrCat("/api/v1/lifs/", command[2], "/migrate");
+    } else {
+      return UsageError(absl::StrCat("bad use of \"lif ", sub, "\""));
+    }
+  } else if (verb == "fault" && expect_args(4) && command[1] == "port") {
+    if (command[3] != "down" && command[3] != "up") {
+      return UsageError("fault port NAME takes down or up");
+    }
+    PortFaultRequest request;
+    request.set_down(command[3] == "down");
+    google::protobuf::util::MessageToJsonString(request, &body);
+    method = "POST";
+    path = absl::StrCat("/api/v1/faults/ports/", command[2]);
   } else {
     return UsageError(absl::StrCat("unknown command or wrong arguments: ",
                                    absl::StrJoin(command, " ")));
@@ -411,6 +452,23 @@ int Run(const std::vector<std::string>& command) {
     for (const config::LunDefinition& lun : list.luns()) rows.push_back(LunRow(lun));
     std::cout << FormatTable({"ID", "NAME", "SIZE", "BLOCK", "OWNER", "HOME"},
                              rows);
+  } else if (path == "/api/v1/lifs") {
+    LifList list;
+    if (!ParseReply(reply, list)) return kExitApiError;
+    std::cout << LifTable(list.lifs());
+  } else if (verb == "lif") {
+    config::Lif lif;
+    if (!ParseReply(reply, lif)) return kExitApiError;
+    std::cout << "LIF " << lif.name() << " now on " << lif.current_node()
+              << (lif.current_port().empty() ? "" : "/" + lif.current_port())
+              << "\n";
+  } else if (verb == "fault") {
+    PortStatus port;
+    if (!ParseReply(reply, port)) return kExitApiError;
+    std::cout << "port " << port.name() << " " << (port.up() ? "up" : "down")
+              << "; LIFs on it: "
+              << (port.lifs().empty() ? "none" : absl::StrJoin(port.lifs(), ","))
+              << "\n";
   } else if (method == "DELETE") {
     std::cout << "deleted LUN " << command[2] << "\n";
   } else {

@@ -30,6 +30,20 @@ class ManagementBackend {
       const CreateLunRequest& request) = 0;
   // Removes the LUN's record and its backing file.
   virtual absl::Status DeleteLun(uint64_t id) = 0;
+
+  // Every LIF of the pair with its current node and port.
+  virtual absl::StatusOr<LifList> ListLifs() = 0;
+  // Moves LIF name to node (this node or its partner); returns its new
+  // placement. kNotFound: no such LIF; kInvalidArgument: node is neither this
+  // node nor the partner; kFailedPrecondition: already there, the partner is
+  // unreachable, or the node has no physical port up.
+  virtual absl::StatusOr<config::Lif> MigrateLif(const std::string& name,
+                                                 const std::string& node) = 0;
+  // Fault injection: takes this node's physical port down or up. A port going
+  // down moves the LIFs on it to the partner when it is reachable. kNotFound:
+  // no such port on this node.
+  virtual absl::StatusOr<PortStatus> SetPortFault(const std::string& port,
+                                                  bool down) = 0;
 };
 
 }  // namespace appliance::mgmt

@@ -49,18 +49,44 @@ Sha256 HashToken(absl::string_view token) {
   return digest;
 }
 
-enum class Route { kNode, kLuns, kLun, kMetrics, kUnknown };
+enum class Route {
+  kNode, kLuns, kLun, kLifs, kLifMigrate, kPortFault, kMetrics, kUnknown
+};
 
 struct RouteMatch {
   Route route = Route::kUnknown;
   absl::string_view label = "unmatched";  // Metric label: the path template.
-  absl::string_view id;                   // {id} of /api/v1/luns/{id}.
+  absl::string_view id;  // {id} of /api/v1/luns/{id}, {name} of the LIF and
+                         // port routes.
 };
+
+// The single path segment between prefix and suffix ("" when path has another
+// shape).
+absl::string_view SegmentBetween(absl::string_view path, absl::string_view prefix,
+                                 absl::string_view suffix) {
+  if (!absl::StartsWith(path, prefix) || !absl::EndsWith(path, suffix) ||
+      path.size() <= prefix.size() + suffix.size()) {
+    return {};
+  }
+  path.remove_prefix(prefix.size());
+  path.remove_suffix(suffix.size());
+  return absl::StrContains(path, '/') ? absl::string_view() : path;
+}
 
 RouteMatch MatchRoute(absl::string_view path) {
   if (path == "/api/v1/node") return {Route::kNode, "/api/v1/node", {}};
   if (path == kLunsPath) return {Route::kLuns, "/api/v1/luns", {}};
   if (path == "/metrics") return {Route::kMetrics, "/metrics", {}};
+  if (path == "/api/v1/lifs") return {Route::kLifs, "/api/v1/lifs", {}};
+  if (absl::string_view name =
+          SegmentBetween(path, "/api/v1/lifs/", "/migrate");
+      !name.empty()) {
+    return {Route::kLifMigrate, "/api/v1/lifs/{name}/migrate", name};
+  }
+  if (absl::string_view name = SegmentBetween(path, "/api/v1/faults/ports/", "");
+      !name.empty()) {
+    return {Route::kPortFault, "/api/v1/faults/ports/{name}", name};
+  }
   constexpr absl::string_view kLunPrefix = "/api/v1/luns/";
   if (absl::StartsWith(path, kLunPrefix)) {
     path.remove_prefix(kLunPrefix.size());
@@ -76,11 +102,16 @@ absl::string_view AllowedMethods(Route route) {
   switch (route) {
     case Route::kLuns: return "GET, POST";
     case Route::kLun: return "GET, DELETE";
+    case Route::kLifMigrate:
+    case Route::kPortFault: return "POST";
     default: return "GET";
   }
 }
 
 bool MethodAllowed(Route route, absl::string_view method) {
+  if (route == Route::kLifMigrate || route == Route::kPortFault) {
+    return method == "POST";
+  }
   if (method == "GET" || method == "HEAD") return true;
   if (route == Route::kLuns) return method == "POST";
   if (route == Route::kLun) return method == "DELETE";
@@ -185,6 +216,9 @@ class RestServer::Handler {
       case Route::kLuns: return is_get ? ListLuns(res) : CreateLun(req, res);
       case Route::kLun:
         return is_get ? GetLun(match.id, res) : DeleteLun(match.id, res);
+      case Route::kLifs: return ListLifs(res);
+      case Route::kLifMigrate: return MigrateLif(match.id, req, res);
+      case Route::kPortFault: return SetPortFault(match.id, req, res);
       case Route::kMetrics: return GetMetrics(res);
       case Route::kUnknown: break;
     }
@@ -268,6 +302,55 @@ class RestServer::Handler {
     if (!lun.ok()) return ReplyStatus(res, lun.status());
     res.set_header("Location", absl::StrCat(kLunsPath, "/", lun->id()));
     ReplyMessage(res, 201, *lun);
+  }
+
+  // Parses a JSON request body into message; replies 400 and returns false
+  // when it does not parse.
+  static bool ParseBody(const httplib::Request& req,
+                        google::protobuf::Message& message,
+                        httplib::Response& res) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    google::protobuf::util::Status parsed =
+        google::protobuf::util::JsonStringToMessage(req.body, &message,
+                                                    options);
+    if (parsed.ok()) return true;
+    ReplyError(res, 400,
+               absl::StrCat("invalid ", message.GetDescriptor()->name(),
+                            " JSON: ", std::string(parsed.message())));
+    return false;
+  }
+
+  void ListLifs(httplib::Response& res) {
+    absl::StatusOr<LifList> lifs = backend_.ListLifs();
+    if (!lifs.ok()) return ReplyStatus(res, lifs.status());
+    ReplyMessage(res, 200, *lifs);
+  }
+
+  void MigrateLif(absl::string_view name, const httplib::Request& req,
+                  httplib::Response& res) {
+    MigrateLifRequest request;
+    if (!ParseBody(req, request, res)) return;
+    if (request.node().empty()) {
+      return ReplyError(res, 400, "node is required");
+    }
+    absl::StatusOr<config::Lif> lif =
+        backend_.MigrateLif(std::string(name), request.node());
+    if (!lif.ok()) return ReplyStatus(res, lif.status());
+    ReplyMessage(res, 200, *lif);
+  }
+
+  void SetPortFault(absl::string_view name, const httplib::Request& req,
+                    httplib::Response& res) {
+    PortFaultRequest request;
+    if (!ParseBody(req, request, res)) return;
+    if (!request.has_down()) {
+      return ReplyError(res, 400, "down (true or false) is required");
+    }
+    absl::StatusOr<PortStatus> port =
+        backend_.SetPortFault(std::string(name), request.down());
+    if (!port.ok()) return ReplyStatus(res, port.status());
+    ReplyMessage(res, 200, *port);
   }
 
   void GetLun(absl::string_view id_text, httplib::Response& res) {

@@ -7,6 +7,9 @@
 //   POST   /api/v1/luns        CreateLunRequest -> 201 LunDefinition (+Location)
 //   GET    /api/v1/luns/{id}   LunDefinition
 //   DELETE /api/v1/luns/{id}   204, no body
+//   GET    /api/v1/lifs        LifList
+//   POST   /api/v1/lifs/{name}/migrate   MigrateLifRequest -> 200 Lif
+//   POST   /api/v1/faults/ports/{name}   PortFaultRequest -> 200 PortStatus
 //   GET    /metrics            Prometheus text, "text/plain; version=0.0.4"
 //                              (token required unless
 //                              Options::metrics_require_token is false)
@@ -19,11 +22,12 @@
 // rejected.
 //
 // Errors are {"error": "<message>"} with: 400 bad JSON / unknown field / wrong
-// type / failed validation / bad id, 401 missing or wrong token (with
-// WWW-Authenticate: Bearer), 404 unknown LUN or route, 405 wrong method on a
-// known path (with Allow), 409 already exists / failed precondition, 413 body
-// larger than Options::max_body_bytes, 503 backend unavailable, 500 otherwise
-// (see HttpStatusFromStatus). A request body that fails parsing or validation
+// type / failed validation / bad id / unknown node, 401 missing or wrong token
+// (with WWW-Authenticate: Bearer), 404 unknown LUN, LIF, port or route, 405
+// wrong method on a known path (with Allow), 409 already exists / failed
+// precondition (LIF already there, partner unreachable), 413 body larger than
+// Options::max_body_bytes, 503 backend unavailable, 500 otherwise (see
+// HttpStatusFromStatus). A request body that fails parsing or validation
 // never reaches the backend.
 //
 // Usage:

@@ -169,6 +169,33 @@ TEST_F(AppliancectlTest, ApiErrorsExit1WithServerMessage) {
   EXPECT_EQ(env_.backend.lun_count(), 1u);
 }
 
+TEST_F(AppliancectlTest, LifListMigrateAndPortFault) {
+  CliResult list = RunCli(With({"lif", "list"}));
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("LIF     PORTAL          HOME        CURRENT"));
+  EXPECT_THAT(list.out, HasSubstr("lif-a1  127.0.0.2:3260  node-a/e0a  node-a/e0a  1"));
+
+  CliResult moved = RunCli(With({"lif", "migrate", "lif-a1", "node-b"}));
+  EXPECT_EQ(moved.exit_code, 0) << moved.err;
+  EXPECT_THAT(moved.out, HasSubstr("LIF lif-a1 now on node-b"));
+  CliResult again = RunCli(With({"lif", "migrate", "lif-a1", "node-b"}));
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("HTTP 409"));
+  CliResult unknown = RunCli(With({"lif", "migrate", "lif-zz", "node-b"}));
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("HTTP 404"));
+
+  CliResult down = RunCli(With({"fault", "port", "e0a", "down"}));
+  EXPECT_EQ(down.exit_code, 0) << down.err;
+  EXPECT_THAT(down.out, HasSubstr("port e0a down"));
+  CliResult json = RunCli(With({"--json", "fault", "port", "e0a", "up"}));
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"up\":true"));
+  CliResult no_port = RunCli(With({"fault", "port", "e7x", "down"}));
+  EXPECT_EQ(no_port.exit_code, 1);
+  EXPECT_THAT(no_port.err, HasSubstr("HTTP 404"));
+}
+
 TEST_F(AppliancectlTest, UntrustedCertificateFails) {
   TestServer other;
   ASSERT_NE(other.server, nullptr);
@@ -196,6 +223,10 @@ TEST_F(AppliancectlTest, UsageErrorsExit2WithoutRequests) {
       {"lun", "create", "db1", "1M", "--id=-3"},
       {"--no_such_flag", "node"},
       {"--block_size=abc", "node"},
+      {"lif"},
+      {"lif", "migrate", "lif-a1"},
+      {"fault", "port", "e0a"},
+      {"fault", "port", "e0a", "sideways"},
   };
   for (const auto& command : usage_errors) {
     CliResult result = RunCli(With(command));

@@ -19,6 +19,21 @@ namespace appliance::mgmt::testing {
 
 class FakeBackend : public ManagementBackend {
  public:
+  static config::Lif MakeLif(const std::string& name, const std::string& address,
+                             const std::string& node, uint32_t id) {
+    config::Lif lif;
+    lif.set_name(name);
+    lif.set_address(address);
+    lif.set_port(3260);
+    lif.set_home_node(node);
+    lif.set_home_port("e0a");
+    lif.set_relative_target_port_id(id);
+    lif.set_target_portal_group(id);
+    lif.set_current_node(node);
+    lif.set_current_port("e0a");
+    return lif;
+  }
+
   absl::StatusOr<NodeInfo> GetNode() override {
     absl::MutexLock lock(&mu_);
     if (unavailable_) return absl::UnavailableError("node is taking over");
@@ -111,6 +126,64 @@ class FakeBackend : public ManagementBackend {
     return absl::OkStatus();
   }
 
+  // Two LIFs (lif-a1 on node-a's e0a, lif-b1 on node-b's e0a) and one port,
+  // e0a; a port going down moves its LIFs to node-b unless the partner is
+  // marked unreachable.
+  absl::StatusOr<LifList> ListLifs() override {
+    absl::MutexLock lock(&mu_);
+    if (unavailable_) return absl::UnavailableError("node is taking over");
+    LifList list;
+    for (const auto& [name, lif] : lifs_) *list.add_lifs() = lif;
+    return list;
+  }
+
+  absl::StatusOr<config::Lif> MigrateLif(const std::string& name,
+                                         const std::string& node) override {
+    absl::MutexLock lock(&mu_);
+    ++migrate_calls_;
+    auto it = lifs_.find(name);
+    if (it == lifs_.end()) return absl::NotFoundError(absl::StrCat("no LIF ", name));
+    if (node != "node-a" && node != "node-b") {
+      return absl::InvalidArgumentError(absl::StrCat("unknown node ", node));
+    }
+    if (it->second.current_node() == node) {
+      return absl::FailedPreconditionError("already there");
+    }
+    if (!partner_reachable_) return absl::FailedPreconditionError("partner unreachable");
+    it->second.set_current_node(node);
+    ++mutations_;
+    return it->second;
+  }
+
+  absl::StatusOr<PortStatus> SetPortFault(const std::string& port,
+                                          bool down) override {
+    absl::MutexLock lock(&mu_);
+    if (port != "e0a") return absl::NotFoundError(absl::StrCat("no port ", port));
+    port_up_ = !down;
+    PortStatus status;
+    status.set_name("e0a");
+    status.set_address("127.0.0.2");
+    status.set_up(port_up_);
+    for (auto& [name, lif] : lifs_) {
+      if (lif.current_node() != "node-a") continue;
+      if (down && partner_reachable_) {
+        lif.set_current_node("node-b");
+      } else {
+        status.add_lifs(name);
+      }
+    }
+    return status;
+  }
+
+  void set_partner_reachable(bool reachable) {
+    absl::MutexLock lock(&mu_);
+    partner_reachable_ = reachable;
+  }
+  int migrate_calls() const {
+    absl::MutexLock lock(&mu_);
+    return migrate_calls_;
+  }
+
   void set_unavailable(bool unavailable) {
     absl::MutexLock lock(&mu_);
     unavailable_ = unavailable;
@@ -136,6 +209,12 @@ class FakeBackend : public ManagementBackend {
   mutable absl::Mutex mu_;
   std::map<uint64_t, config::LunDefinition> luns_ ABSL_GUARDED_BY(mu_);
   bool unavailable_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, config::Lif> lifs_ ABSL_GUARDED_BY(mu_) = {
+      {"lif-a1", MakeLif("lif-a1", "127.0.0.2", "node-a", 1)},
+      {"lif-b1", MakeLif("lif-b1", "127.0.0.3", "node-b", 2)}};
+  bool port_up_ ABSL_GUARDED_BY(mu_) = true;
+  bool partner_reachable_ ABSL_GUARDED_BY(mu_) = true;
+  int migrate_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int create_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int delete_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int mutations_ ABSL_GUARDED_BY(mu_) = 0;

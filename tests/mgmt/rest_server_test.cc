@@ -18,6 +18,7 @@ namespace appliance::mgmt::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RestServerTest : public ::testing::Test {
  protected:
@@ -317,6 +318,95 @@ TEST(RestServerLimitsTest, BodyTooLargeIs413) {
                                    "application/json");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 201);
+}
+
+TEST_F(RestServerTest, ListLifsShowsPlacement) {
+  httplib::Result result = client_->Get("/api/v1/lifs");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200);
+  LifList lifs;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result->body, &lifs).ok());
+  ASSERT_EQ(lifs.lifs_size(), 2);
+  EXPECT_THAT(result->body, HasSubstr("\"currentNode\":\"node-a\""));
+  EXPECT_THAT(result->body, HasSubstr("\"currentPort\":\"e0a\""));
+}
+
+TEST_F(RestServerTest, MigrateLif) {
+  httplib::Result moved = client_->Post("/api/v1/lifs/lif-a1/migrate",
+                                        R"({"node":"node-b"})", "application/json");
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->status, 200) << moved->body;
+  config::Lif lif;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(moved->body, &lif).ok());
+  EXPECT_EQ(lif.name(), "lif-a1");
+  EXPECT_EQ(lif.current_node(), "node-b");
+  // Already there: 409.
+  httplib::Result again = client_->Post("/api/v1/lifs/lif-a1/migrate",
+                                        R"({"node":"node-b"})", "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 409);
+  // Partner unreachable: 409.
+  env_.backend.set_partner_reachable(false);
+  httplib::Result cut = client_->Post("/api/v1/lifs/lif-a1/migrate",
+                                      R"({"node":"node-a"})", "application/json");
+  ASSERT_TRUE(cut);
+  EXPECT_EQ(cut->status, 409);
+  EXPECT_FALSE(ErrorOf(cut).empty());
+}
+
+TEST_F(RestServerTest, MigrateLifErrors) {
+  const auto post = [&](const std::string& path, const std::string& body) {
+    httplib::Result r = client_->Post(path, body, "application/json");
+    EXPECT_TRUE(r);
+    return r ? r->status : -1;
+  };
+  const int before = env_.backend.migrate_calls();
+  // Bad bodies never reach the backend.
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/migrate", "{"), 400);
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/migrate", "{}"), 400);
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/migrate", R"({"node":"node-b","x":1})"), 400);
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/migrate", R"({"node":7})"), 400);
+  EXPECT_EQ(env_.backend.migrate_calls(), before);
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/migrate", R"({"node":"node-z"})"), 400);
+  EXPECT_EQ(post("/api/v1/lifs/lif-zz/migrate", R"({"node":"node-b"})"), 404);
+  EXPECT_EQ(post("/api/v1/lifs//migrate", R"({"node":"node-b"})"), 404);
+  EXPECT_EQ(post("/api/v1/lifs/lif-a1/move", R"({"node":"node-b"})"), 404);
+  httplib::Result get = client_->Get("/api/v1/lifs/lif-a1/migrate");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(get->get_header_value("Allow"), "POST");
+  EXPECT_EQ(env_.backend.mutations(), 0);
+}
+
+TEST_F(RestServerTest, PortFaultMovesLifsAndReportsThePort) {
+  httplib::Result down = client_->Post("/api/v1/faults/ports/e0a", R"({"down":true})",
+                                       "application/json");
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->status, 200) << down->body;
+  PortStatus port;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(down->body, &port).ok());
+  EXPECT_EQ(port.name(), "e0a");
+  EXPECT_FALSE(port.up());
+  EXPECT_EQ(port.lifs_size(), 0);  // lif-a1 moved to node-b
+  httplib::Result lifs = client_->Get("/api/v1/lifs");
+  ASSERT_TRUE(lifs);
+  EXPECT_THAT(lifs->body, Not(HasSubstr("\"currentNode\":\"node-a\"")));
+  httplib::Result up = client_->Post("/api/v1/faults/ports/e0a", R"({"down":false})",
+                                     "application/json");
+  ASSERT_TRUE(up);
+  EXPECT_EQ(up->status, 200);
+  EXPECT_THAT(up->body, HasSubstr("\"up\":true"));
+  const auto post = [&](const std::string& path, const std::string& body) {
+    httplib::Result r = client_->Post(path, body, "application/json");
+    EXPECT_TRUE(r);
+    return r ? r->status : -1;
+  };
+  EXPECT_EQ(post("/api/v1/faults/ports/e9z", R"({"down":true})"), 404);
+  EXPECT_EQ(post("/api/v1/faults/ports/e0a", "{}"), 400);
+  EXPECT_EQ(post("/api/v1/faults/ports/e0a", R"({"down":"maybe"})"), 400);
+  httplib::Result get = client_->Get("/api/v1/faults/ports/e0a");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
 }
 
 TEST_F(RestServerTest, MetricsAreTextFormatWithRequestCounters) {
