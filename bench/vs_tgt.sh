@@ -36,8 +36,10 @@ DIR=$(mktemp -d /tmp/vs-tgt.XXXXXX)
 OURS_PID="" TGT_PID="" IPERF_PID=""
 cleanup() {
   [[ -n $OURS_PID ]] && kill -TERM "$OURS_PID" 2>/dev/null
-  [[ -n $TGT_PID ]] && { tgtadm -C "$TGT_CONTROL" --lld iscsi --mode system --op delete --force 2>/dev/null ||
-                         kill -TERM "$TGT_PID" 2>/dev/null; }
+  if [[ -n $TGT_PID ]]; then
+    tgtadm -C "$TGT_CONTROL" --lld iscsi --mode system --op delete --force > /dev/null 2>&1
+    kill -KILL "$TGT_PID" 2>/dev/null
+  fi
   [[ -n $IPERF_PID ]] && kill "$IPERF_PID" 2>/dev/null
   wait 2>/dev/null || true
 }
@@ -58,7 +60,12 @@ CFG
   > "$DIR/ours/out" 2>&1 &
 OURS_PID=$!
 
-# tgtd: rdwr backing store (buffered pread/pwrite, like ours).
+# tgtd: rdwr backing store (buffered pread/pwrite, like ours). Our own control
+# port: refuse to run if a tgtd already answers on it.
+if tgtadm -C "$TGT_CONTROL" --lld iscsi --mode target --op show > /dev/null 2>&1; then
+  echo "a tgtd already uses control port $TGT_CONTROL; stop it first" >&2
+  exit 1
+fi
 truncate -s "$SIZE" "$DIR/tgt/lun.img"
 tgtd -f -C "$TGT_CONTROL" --iscsi portal="$TGT_IP:3260" > "$DIR/tgt/out" 2>&1 &
 TGT_PID=$!
@@ -176,7 +183,7 @@ mkdir -p "$RESULTS"
 } | tee "$RESULTS/vs_tgt.md"
 
 gnuplot <<GP
-set terminal pngcairo size 900,480
+set terminal pngcairo size 900,480 noenhanced
 set output "$RESULTS/vs_tgt.png"
 set title "ours / tgtd (median of $ROUNDS rounds; 1.0 = parity)"
 set style fill solid 0.8
@@ -187,3 +194,6 @@ set grid ytics
 plot "$RESULTS/vs_tgt.dat" using 1:3:xtic(2) with boxes notitle, 1 with lines dt 2 notitle
 GP
 echo "chart: $RESULTS/vs_tgt.png"
+cleanup
+trap - EXIT
+exit 0
