@@ -1,0 +1,54 @@
+// GrpcMirrorTransport: the production MirrorTransport, NvlogMirror over the
+// interconnect's gRPC channel to the partner (mTLS, keepalives: see
+// interconnect/partner_channel.h).
+//
+// Open() calls Resync (unary, with Options::resync_timeout) and then starts a
+// Mirror stream with gRPC's callback API; Send() only queues (writes go one
+// at a time, in order). The session ends when the stream fails (partner
+// died, link cut, keepalive expired, the partner refused a batch) or Close()
+// cancels it.
+#ifndef APPLIANCE_NVLOG_GRPC_MIRROR_TRANSPORT_H_
+#define APPLIANCE_NVLOG_GRPC_MIRROR_TRANSPORT_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/time/time.h"
+#include "appliance/nvlog/mirror_transport.h"
+#include "grpcpp/channel.h"
+#include "interconnect/nvlog.grpc.pb.h"
+
+namespace nvlog {
+
+class GrpcMirrorTransport final : public MirrorTransport {
+ public:
+  struct Options {
+    // Deadline of the Resync call that starts a session.
+    absl::Duration resync_timeout = absl::Seconds(2);
+    // The link view (PartnerChannel::connected in the daemon); must be cheap
+    // and thread-safe. Empty: always up (Open then fails fast while the
+    // partner is unreachable).
+    std::function<bool()> link_up;
+  };
+
+  // channel: to the partner's interconnect server (which hosts an
+  // NvlogReplica). The transport must outlive every session it opened.
+  GrpcMirrorTransport(std::shared_ptr<grpc::Channel> channel, Options options);
+  explicit GrpcMirrorTransport(std::shared_ptr<grpc::Channel> channel)
+      : GrpcMirrorTransport(std::move(channel), Options()) {}
+
+  bool LinkUp() const override;
+  absl::StatusOr<std::unique_ptr<Session>> Open(
+      const interconnect::NvlogResyncRequest& request,
+      SessionCallbacks callbacks) override;
+
+ private:
+  class GrpcSession;
+
+  const Options options_;
+  const std::unique_ptr<interconnect::NvlogMirror::StubInterface> stub_;
+};
+
+}  // namespace nvlog
+
+#endif  // APPLIANCE_NVLOG_GRPC_MIRROR_TRANSPORT_H_
