@@ -19,10 +19,12 @@ std::string LifPlacementKey(const std::string& name) {
 
 std::string PrKey(const std::string& lu_key) { return "pr/" + lu_key; }
 
-std::string LunKey(uint64_t id) { return absl::StrFormat("lun/%020u", id); }
+std::string LunKey(uint64_t id) {
+  return absl::StrFormat("%s%020u", kLunPrefix, id);
+}
 constexpr char kTombstonePrefix[] = "tomb/lun/";
 std::string TombstoneKey(uint64_t id) {
-  return absl::StrFormat("tomb/lun/%020u", id);
+  return absl::StrFormat("%s%020u", kTombstonePrefix, id);
 }
 
 absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
@@ -75,41 +77,58 @@ absl::StatusOr<std::optional<std::string>> ConfigDb::Get(
   return std::optional<std::string>(std::move(value));
 }
 
+template <typename Message>
+absl::StatusOr<std::optional<Message>> ConfigDb::GetMessage(
+    const std::string& key, const std::string& what) const {
+  absl::StatusOr<std::optional<std::string>> value = Get(key);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::optional<Message>();
+  Message message;
+  if (!message.ParseFromString(**value)) {
+    return absl::DataLossError(absl::StrCat(what, " does not parse"));
+  }
+  return std::optional<Message>(std::move(message));
+}
+
+template <typename Message>
+absl::StatusOr<std::vector<Message>> ConfigDb::ListMessages(
+    const std::string& prefix, const std::string& what) const {
+  std::vector<Message> messages;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    Message message;
+    if (!message.ParseFromArray(it->value().data(),
+                                static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          what, " record ", it->key().ToString(), " does not parse"));
+    }
+    messages.push_back(std::move(message));
+  }
+  if (!it->status().ok()) {
+    return FromRocks(it->status(), absl::StrCat("list ", what, " records"));
+  }
+  return messages;
+}
+
 absl::Status ConfigDb::Put(const std::string& key, const std::string& value) {
   return FromRocks(db_->Put(SyncedWrite(), key, value),
                    absl::StrCat("write ", key));
 }
 
 absl::StatusOr<std::vector<LunDefinition>> ConfigDb::ListLuns() const {
-  std::vector<LunDefinition> luns;
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(kLunPrefix); it->Valid() && it->key().starts_with(kLunPrefix);
-       it->Next()) {
-    LunDefinition lun;
-    if (!lun.ParseFromArray(it->value().data(),
-                            static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat(
-          "configuration record ", it->key().ToString(), " does not parse"));
-    }
-    luns.push_back(std::move(lun));
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "list LUNs");
-  return luns;
+  return ListMessages<LunDefinition>(kLunPrefix, "LUN");
 }
 
 absl::StatusOr<LunDefinition> ConfigDb::GetLun(uint64_t id) const {
-  absl::StatusOr<std::optional<std::string>> value = Get(LunKey(id));
-  if (!value.ok()) return value.status();
-  if (!value->has_value()) {
+  absl::StatusOr<std::optional<LunDefinition>> lun = GetMessage<LunDefinition>(
+      LunKey(id), absl::StrCat("LUN ", id, " record"));
+  if (!lun.ok()) return lun.status();
+  if (!lun->has_value()) {
     return absl::NotFoundError(absl::StrCat("LUN ", id, " does not exist"));
   }
-  LunDefinition lun;
-  if (!lun.ParseFromString(**value)) {
-    return absl::DataLossError(
-        absl::StrCat("LUN ", id, " record does not parse"));
-  }
-  return lun;
+  return **std::move(lun);
 }
 
 absl::Status ConfigDb::PutLun(const LunDefinition& lun) {
@@ -132,32 +151,13 @@ absl::Status ConfigDb::DeleteLunWithTombstone(uint64_t id, uint64_t revision) {
 }
 
 absl::StatusOr<std::vector<LunTombstone>> ConfigDb::ListTombstones() const {
-  std::vector<LunTombstone> tombstones;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(kTombstonePrefix);
-       it->Valid() && it->key().starts_with(kTombstonePrefix); it->Next()) {
-    LunTombstone t;
-    if (!t.ParseFromArray(it->value().data(),
-                          static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat(
-          "tombstone ", it->key().ToString(), " does not parse"));
-    }
-    tombstones.push_back(t);
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "list tombstones");
-  return tombstones;
+  return ListMessages<LunTombstone>(kTombstonePrefix, "tombstone");
 }
 
 absl::StatusOr<std::optional<LunTombstone>> ConfigDb::GetTombstone(
     uint64_t id) const {
-  absl::StatusOr<std::optional<std::string>> value = Get(TombstoneKey(id));
-  if (!value.ok()) return value.status();
-  if (!value->has_value()) return std::optional<LunTombstone>();
-  LunTombstone t;
-  if (!t.ParseFromString(**value)) {
-    return absl::DataLossError(absl::StrCat("tombstone ", id, " does not parse"));
-  }
-  return std::optional<LunTombstone>(t);
+  return GetMessage<LunTombstone>(TombstoneKey(id),
+                                  absl::StrCat("tombstone ", id));
 }
 
 absl::Status ConfigDb::DeleteLun(uint64_t id) {
@@ -172,15 +172,8 @@ absl::Status ConfigDb::DeleteLun(uint64_t id) {
 
 absl::StatusOr<std::optional<PrStateRecord>> ConfigDb::GetPrState(
     const std::string& lu_key) const {
-  absl::StatusOr<std::optional<std::string>> value = Get(PrKey(lu_key));
-  if (!value.ok()) return value.status();
-  if (!value->has_value()) return std::optional<PrStateRecord>();
-  PrStateRecord record;
-  if (!record.ParseFromString(**value)) {
-    return absl::DataLossError(
-        absl::StrCat("reservation record of ", lu_key, " does not parse"));
-  }
-  return std::optional<PrStateRecord>(std::move(record));
+  return GetMessage<PrStateRecord>(
+      PrKey(lu_key), absl::StrCat("reservation record of ", lu_key));
 }
 
 absl::Status ConfigDb::PutPrState(const std::string& lu_key,
@@ -201,15 +194,8 @@ absl::Status ConfigDb::DeletePrState(const std::string& lu_key) {
 
 absl::StatusOr<std::optional<LifPlacement>> ConfigDb::GetLifPlacement(
     const std::string& name) const {
-  absl::StatusOr<std::optional<std::string>> value = Get(LifPlacementKey(name));
-  if (!value.ok()) return value.status();
-  if (!value->has_value()) return std::optional<LifPlacement>();
-  LifPlacement placement;
-  if (!placement.ParseFromString(**value)) {
-    return absl::DataLossError(
-        absl::StrCat("placement record of LIF ", name, " does not parse"));
-  }
-  return std::optional<LifPlacement>(std::move(placement));
+  return GetMessage<LifPlacement>(
+      LifPlacementKey(name), absl::StrCat("placement record of LIF ", name));
 }
 
 absl::Status ConfigDb::PutLifPlacement(const LifPlacement& placement) {
@@ -221,31 +207,11 @@ absl::Status ConfigDb::PutLifPlacement(const LifPlacement& placement) {
 }
 
 absl::StatusOr<std::vector<LifPlacement>> ConfigDb::ListLifPlacements() const {
-  std::vector<LifPlacement> placements;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(kLifPlacementPrefix);
-       it->Valid() && it->key().starts_with(kLifPlacementPrefix); it->Next()) {
-    LifPlacement p;
-    if (!p.ParseFromArray(it->value().data(),
-                          static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat(
-          "placement record ", it->key().ToString(), " does not parse"));
-    }
-    placements.push_back(std::move(p));
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "list LIF placements");
-  return placements;
+  return ListMessages<LifPlacement>(kLifPlacementPrefix, "LIF placement");
 }
 
 absl::StatusOr<std::optional<NodeSettings>> ConfigDb::GetNodeSettings() const {
-  absl::StatusOr<std::optional<std::string>> value = Get(kNodeSettingsKey);
-  if (!value.ok()) return value.status();
-  if (!value->has_value()) return std::optional<NodeSettings>();
-  NodeSettings settings;
-  if (!settings.ParseFromString(**value)) {
-    return absl::DataLossError("node settings record does not parse");
-  }
-  return std::optional<NodeSettings>(std::move(settings));
+  return GetMessage<NodeSettings>(kNodeSettingsKey, "node settings record");
 }
 
 absl::Status ConfigDb::PutNodeSettings(const NodeSettings& settings) {

@@ -74,6 +74,15 @@ class ConfigDb {
   explicit ConfigDb(std::unique_ptr<rocksdb::DB> db);
 
   absl::StatusOr<std::optional<std::string>> Get(const std::string& key) const;
+  // The record at key parsed as Message; empty when there is none; kDataLoss
+  // naming `what` when it does not parse.
+  template <typename Message>
+  absl::StatusOr<std::optional<Message>> GetMessage(const std::string& key,
+                                                    const std::string& what) const;
+  // Every record whose key starts with prefix, in key order, parsed as Message.
+  template <typename Message>
+  absl::StatusOr<std::vector<Message>> ListMessages(const std::string& prefix,
+                                                    const std::string& what) const;
   absl::Status Put(const std::string& key, const std::string& value);
 
   std::unique_ptr<rocksdb::DB> db_;
