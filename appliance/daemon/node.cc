@@ -155,19 +155,29 @@ absl::Status Node::OpenOwnedLuns() {
   if (!luns.ok()) return luns.status();
   for (const config::LunDefinition& lun : *luns) {
     SetOwner(lun.id(), lun.owner_node());
-    if (lun.owner_node() != options_.bootstrap.node_name()) continue;
-    absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
-        storage::FileBlockStore::Open(BackingPath(lun), StoreOptions(lun));
-    if (!store.ok()) {
-      LOG(ERROR) << "LUN " << lun.id() << " '" << lun.name()
-                 << "' stays offline: " << store.status();
-      continue;
-    }
-    LOG(INFO) << "LUN " << lun.id() << " '" << lun.name() << "' online ("
-              << (*store)->io_engine() << ")";
-    Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
+    if (lun.owner_node() == options_.bootstrap.node_name()) OpenAndOnline(lun);
   }
   return absl::OkStatus();
+}
+
+void Node::OpenAndOnline(const config::LunDefinition& lun) {
+  absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
+      storage::FileBlockStore::Open(BackingPath(lun), StoreOptions(lun));
+  if (!store.ok()) {
+    LOG(ERROR) << "LUN " << lun.id() << " '" << lun.name()
+               << "' stays offline: " << store.status();
+    return;
+  }
+  LOG(INFO) << "LUN " << lun.id() << " '" << lun.name() << "' online ("
+            << (*store)->io_engine() << ")";
+  Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
+}
+
+void Node::Offline(uint64_t id) {
+  auto it = stores_.find(id);
+  if (it == stores_.end()) return;
+  for (LunListener* l : listeners_) l->LunOffline(id);
+  stores_.erase(it);
 }
 
 absl::StatusOr<config::LunDefinition> Node::Provision(
@@ -354,11 +364,7 @@ absl::Status Node::DoDeleteLun(uint64_t id) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<config::LunDefinition> lun = db_->GetLun(id);
   if (!lun.ok()) return lun.status();
-  auto it = stores_.find(id);
-  if (it != stores_.end()) {
-    for (LunListener* l : listeners_) l->LunOffline(id);
-    stores_.erase(it);
-  }
+  Offline(id);
   // The record goes first: an orphaned file is harmless, a record without its
   // file would be a LUN that cannot come online.
   if (absl::Status s = replicator_ != nullptr ? replicator_->CommitDelete(id)
@@ -411,21 +417,11 @@ void Node::LunChanged(uint64_t id) {
     SetOwner(id, exists ? std::optional<std::string>(lun->owner_node())
                         : std::nullopt);
     const bool mine = exists && lun->owner_node() == options_.bootstrap.node_name();
-    auto it = stores_.find(id);
-    if (mine && it == stores_.end()) {
-      absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
-          storage::FileBlockStore::Open(BackingPath(*lun), StoreOptions(*lun));
-      if (store.ok()) {
-        LOG(INFO) << "LUN " << id << " '" << lun->name()
-                  << "' online here (replicated)";
-        Online(*lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
-      } else {
-        LOG(ERROR) << "replicated LUN " << id << " stays offline: "
-                   << store.status();
-      }
-    } else if (!mine && it != stores_.end()) {
-      for (LunListener* l : listeners_) l->LunOffline(id);
-      stores_.erase(it);
+    const bool open_here = stores_.count(id) != 0;
+    if (mine && !open_here) {
+      OpenAndOnline(*lun);
+    } else if (!mine && open_here) {
+      Offline(id);
       LOG(INFO) << "LUN " << id << " no longer served here (replicated)";
     }
     if (exists) {

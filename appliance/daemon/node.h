@@ -131,6 +131,13 @@ class Node : public mgmt::ManagementBackend,
   absl::Status DoDeleteLun(uint64_t id);
   storage::FileBlockStore::Options StoreOptions(
       const config::LunDefinition& lun) const;
+  // Opens lun's backing file and brings it online; logs and leaves it offline
+  // when the file cannot be opened.
+  void OpenAndOnline(const config::LunDefinition& lun)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells listeners the LUN goes offline here and drops its store (no-op when
+  // it is not online here).
+  void Offline(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Online(const config::LunDefinition& lun,
               std::shared_ptr<blockstore::BlockStore> store)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
