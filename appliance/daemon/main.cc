@@ -300,7 +300,6 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     lif_manager.RemoveListener(&lif_portals);
     lif_portals.Stop();
   };
-  const std::string portals_text = lif_portals.HostedText();
 
   // Management endpoint: HTTPS with a bearer token.
   std::string host;
@@ -345,7 +344,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = WriteFileAtomically(portals_file, portals_text);
+  // Written last (scripts wait for it), with the LIFs hosted at this moment;
+  // later changes are published by hosted_changed.
+  if (absl::Status s =
+          WriteFileAtomically(portals_file, lif_portals.HostedText());
       !s.ok()) {
     return s;
   }
