@@ -248,11 +248,15 @@ void Journal::FlusherLoop() {
     return stopping_ || !requests_.empty() ||
            written_bytes_ >= options_.flush_bytes;
   };
+  auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !requests_.empty() || !written_.empty();
+  };
   while (true) {
-    const absl::Time deadline = written_.empty()
-                                    ? absl::InfiniteFuture()
-                                    : absl::Now() + options_.flush_interval;
-    mu_.AwaitWithDeadline(absl::Condition(&urgent), deadline);
+    // Idle until something was written; then gather for flush_interval
+    // unless a request or enough bytes make it urgent.
+    mu_.Await(absl::Condition(&work));
+    mu_.AwaitWithDeadline(absl::Condition(&urgent),
+                          absl::Now() + options_.flush_interval);
     std::vector<Written> batch = std::move(written_);
     written_.clear();
     written_bytes_ = 0;
