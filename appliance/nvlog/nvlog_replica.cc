@@ -285,6 +285,16 @@ void NvlogReplica::Freeze() {
   frozen_ = true;
 }
 
+void NvlogReplica::Thaw() {
+  absl::MutexLock l(&mu_);
+  frozen_ = false;
+}
+
+bool NvlogReplica::frozen() const {
+  absl::MutexLock l(&mu_);
+  return frozen_;
+}
+
 void NvlogReplica::Clear() {
   absl::MutexLock l(&mu_);
   entries_.clear();

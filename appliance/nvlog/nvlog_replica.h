@@ -86,6 +86,10 @@ class NvlogReplica final : public interconnect::NvlogMirror::CallbackService {
   absl::Status CheckConsistency() const;
   // Refuses every later resync and batch (takeover: the old owner is fenced).
   void Freeze();
+  // Accepts resyncs again (giveback: the old owner is back and mirrors anew;
+  // its next session must still be newer than the last one seen).
+  void Thaw();
+  bool frozen() const;
   // Forgets everything (after a takeover replayed it, or at giveback).
   void Clear();
 

@@ -208,6 +208,17 @@ TEST(NvlogReplicaTest, ValidatesResyncAndFreeze) {
       absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(replica.ApplyResync(Resync(kSession + 2, 1, 0)).status().code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(replica.frozen());
+
+  // Giveback: thawed and cleared, the returning owner's newer session is
+  // accepted; an old one still is not.
+  replica.Clear();
+  replica.Thaw();
+  EXPECT_FALSE(replica.frozen());
+  EXPECT_EQ(replica.ApplyResync(Resync(kSession, 1, 0)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(replica.ApplyResync(Resync(kSession + 3, 1, 0)).ok());
+  EXPECT_TRUE(replica.ApplyBatch(Batch({Record(1)}, kSession + 3)).ok());
 }
 
 TEST(NvlogReplicaTest, DetectsAGapSoTakeoverCanRefuseToReplay) {
