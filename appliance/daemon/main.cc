@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,6 +33,10 @@
 #include "appliance/daemon/scsi_wiring.h"
 #include "appliance/mgmt/credentials.h"
 #include "appliance/mgmt/rest_server.h"
+#include "appliance/nvlog/grpc_mirror_transport.h"
+#include "appliance/nvlog/journal.h"
+#include "appliance/nvlog/nvlog.h"
+#include "appliance/nvlog/nvlog_replica.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
 #include "interconnect/partner_channel.h"
@@ -90,6 +96,65 @@ absl::Status WriteFileAtomically(const std::string& path,
   return absl::OkStatus();
 }
 
+// NVLOG figures for /metrics: this node's log (what it mirrors) and the
+// partner's log held here.
+absl::Status RegisterNvlogMetrics(metrics::MetricsRegistry& metrics,
+                                  const nvlog::Nvlog& log,
+                                  const nvlog::Journal& journal,
+                                  const nvlog::NvlogReplica& partner_log) {
+  const std::vector<std::tuple<std::string, std::string,
+                               std::function<double()>>>
+      gauges = {
+          {"appliance_nvlog_mirrored",
+           "1 while the partner holds every acknowledged write (takeover "
+           "possible), else 0",
+           [&log] { return log.mirrored() ? 1.0 : 0.0; }},
+          {"appliance_nvlog_entries", "NVLOG entries held (not yet retired)",
+           [&log] { return static_cast<double>(log.stats().entries); }},
+          {"appliance_nvlog_bytes", "NVLOG data bytes held",
+           [&log] { return static_cast<double>(log.stats().bytes); }},
+          {"appliance_nvlog_appends_total", "Writes appended to the NVLOG",
+           [&log] { return static_cast<double>(log.stats().appends); }},
+          {"appliance_nvlog_batches_total",
+           "NVLOG batches sent to the partner (round trips)",
+           [&log] { return static_cast<double>(log.stats().batches_sent); }},
+          {"appliance_nvlog_append_waits_total",
+           "Writes that waited for room in a full NVLOG",
+           [&log] { return static_cast<double>(log.stats().append_waits); }},
+          {"appliance_nvlog_sessions_lost_total",
+           "Mirror sessions to the partner that broke",
+           [&log] { return static_cast<double>(log.stats().sessions_lost); }},
+          {"appliance_writes_mirrored_total",
+           "Writes acknowledged once the partner held them",
+           [&journal] {
+             return static_cast<double>(journal.stats().mirrored_writes);
+           }},
+          {"appliance_writes_unmirrored_total",
+           "Writes made durable before acknowledging because the partner "
+           "could not hold them",
+           [&journal] {
+             return static_cast<double>(journal.stats().unmirrored_writes);
+           }},
+          {"appliance_nvlog_retired_total",
+           "NVLOG entries retired after their data was flushed",
+           [&journal] { return static_cast<double>(journal.stats().retired); }},
+          {"appliance_partner_nvlog_records",
+           "Records of the partner's NVLOG held here",
+           [&partner_log] {
+             return static_cast<double>(partner_log.Snapshot().records());
+           }},
+          {"appliance_partner_nvlog_bytes",
+           "Data bytes of the partner's NVLOG held here", [&partner_log] {
+             return static_cast<double>(partner_log.Snapshot().bytes());
+           }}};
+  for (const auto& [name, help, read] : gauges) {
+    if (absl::Status s = metrics.AddCallbackGauge(name, help, read); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Run(const std::string& config_path, const char* argv0) {
   sigset_t termination = BlockTerminationSignals();
 
@@ -125,6 +190,61 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   NodeOptions node_options;
   node_options.bootstrap = b;
   node_options.io.engine = *io_engine;
+
+  // A paired node's link to its partner, made first: every LUN the node opens
+  // is journaled in the NVLOG, which mirrors each write into the partner's
+  // memory over it before the host is acknowledged (partner_log is the
+  // partner's log, held here for a takeover).
+  std::optional<interconnect::TlsMaterial> tls;
+  std::unique_ptr<interconnect::PartnerChannel> partner_channel;
+  std::unique_ptr<nvlog::NvlogReplica> partner_log;
+  std::unique_ptr<nvlog::GrpcMirrorTransport> mirror_transport;
+  std::unique_ptr<nvlog::Nvlog> own_log;
+  std::unique_ptr<nvlog::Journal> journal;
+  if (paired) {
+    absl::StatusOr<interconnect::TlsMaterial> loaded =
+        interconnect::LoadTlsMaterial(interconnect::NodeCertPaths(
+            b.interconnect_tls_dir(), b.node_name()));
+    if (!loaded.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "interconnect certificates (make them with pair_certs): ",
+          loaded.status().message()));
+    }
+    tls = std::move(*loaded);
+    interconnect::PartnerChannel::Options channel_options;
+    channel_options.node_name = b.node_name();
+    channel_options.partner_address = b.partner_interconnect_address();
+    channel_options.credentials = interconnect::MakeChannelCredentials(*tls);
+    absl::StatusOr<std::unique_ptr<interconnect::PartnerChannel>> channel =
+        interconnect::PartnerChannel::Create(channel_options);
+    if (!channel.ok()) return channel.status();
+    partner_channel = std::move(*channel);
+
+    partner_log = std::make_unique<nvlog::NvlogReplica>();
+    nvlog::GrpcMirrorTransport::Options transport_options;
+    interconnect::PartnerChannel* pc = partner_channel.get();
+    transport_options.link_up = [pc] { return pc->connected(); };
+    mirror_transport = std::make_unique<nvlog::GrpcMirrorTransport>(
+        partner_channel->channel(), transport_options);
+    nvlog::Nvlog::Options log_options;
+    log_options.node_name = b.node_name();
+    absl::StatusOr<std::unique_ptr<nvlog::Nvlog>> log =
+        nvlog::Nvlog::Create(*mirror_transport, log_options);
+    if (!log.ok()) return log.status();
+    own_log = std::move(*log);
+    journal = std::make_unique<nvlog::Journal>(*own_log);
+    nvlog::Journal* j = journal.get();
+    node_options.wrap_store =
+        [j](const config::LunDefinition& lun,
+            std::shared_ptr<blockstore::BlockStore> store) {
+          return j->Wrap(lun.id(), std::move(store));
+        };
+    if (absl::Status s = RegisterNvlogMetrics(metrics, *own_log, *journal,
+                                              *partner_log);
+        !s.ok()) {
+      return s;
+    }
+  }
   absl::StatusOr<std::unique_ptr<Node>> node =
       Node::Create(std::move(node_options), db, metrics,
                                          replicator.get());
@@ -168,16 +288,8 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   std::unique_ptr<vadapter::PartnerVirtualAdapter> partner_adapter;
   std::unique_ptr<interconnect::HeartbeatService> heartbeat;
   std::unique_ptr<interconnect::InterconnectServer> interconnect_server;
-  std::unique_ptr<interconnect::PartnerChannel> partner_channel;
   std::unique_ptr<vadapter::LocalVirtualAdapter> local_adapter;
   if (paired) {
-    absl::StatusOr<interconnect::TlsMaterial> tls = interconnect::LoadTlsMaterial(
-        interconnect::NodeCertPaths(b.interconnect_tls_dir(), b.node_name()));
-    if (!tls.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "interconnect certificates (make them with pair_certs): ",
-          tls.status().message()));
-    }
     partner_adapter = std::make_unique<vadapter::PartnerVirtualAdapter>(**engine);
     heartbeat = std::make_unique<interconnect::HeartbeatService>(b.node_name());
     interconnect::InterconnectServer::Options server_options;
@@ -186,19 +298,12 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     absl::StatusOr<std::unique_ptr<interconnect::InterconnectServer>> server =
         interconnect::InterconnectServer::Create(
             server_options,
-            {partner_adapter.get(), heartbeat.get(), replicator.get()});
+            {partner_adapter.get(), heartbeat.get(), replicator.get(),
+             partner_log.get()});
     if (!server.ok()) return server.status();
     interconnect_server = std::move(*server);
     LOG(INFO) << "interconnect on " << interconnect_server->address();
 
-    interconnect::PartnerChannel::Options channel_options;
-    channel_options.node_name = b.node_name();
-    channel_options.partner_address = b.partner_interconnect_address();
-    channel_options.credentials = interconnect::MakeChannelCredentials(*tls);
-    absl::StatusOr<std::unique_ptr<interconnect::PartnerChannel>> channel =
-        interconnect::PartnerChannel::Create(channel_options);
-    if (!channel.ok()) return channel.status();
-    partner_channel = std::move(*channel);
     absl::StatusOr<std::unique_ptr<vadapter::LocalVirtualAdapter>> local =
         vadapter::LocalVirtualAdapter::Create(*partner_channel);
     if (!local.ok()) return local.status();

@@ -170,7 +170,9 @@ void Node::OpenAndOnline(const config::LunDefinition& lun) {
   }
   LOG(INFO) << "LUN " << lun.id() << " '" << lun.name() << "' online ("
             << (*store)->io_engine() << ")";
-  Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
+  std::shared_ptr<blockstore::BlockStore> opened(std::move(*store));
+  if (options_.wrap_store) opened = options_.wrap_store(lun, std::move(opened));
+  Online(lun, std::move(opened));
 }
 
 void Node::Offline(uint64_t id) {
@@ -225,7 +227,9 @@ absl::StatusOr<config::LunDefinition> Node::Provision(
   lun = *std::move(stored);
   SetOwner(lun.id(), lun.owner_node());
   if (lun.owner_node() == options_.bootstrap.node_name()) {
-    Online(lun, std::shared_ptr<blockstore::BlockStore>(std::move(*store)));
+    std::shared_ptr<blockstore::BlockStore> opened(std::move(*store));
+  if (options_.wrap_store) opened = options_.wrap_store(lun, std::move(opened));
+  Online(lun, std::move(opened));
   } else {
     (*store)->Close();  // the owner opens it
   }

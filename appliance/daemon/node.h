@@ -52,6 +52,11 @@ struct NodeOptions {
   storage::FileIoOptions io;
   // Reported by GET /api/v1/node.
   std::string version = "0.1.0";
+  // Wraps the store of every LUN brought online here before the listeners
+  // see it (in a pair: the NVLOG journal); empty: stores are used as opened.
+  std::function<std::shared_ptr<blockstore::BlockStore>(
+      const config::LunDefinition&, std::shared_ptr<blockstore::BlockStore>)>
+      wrap_store;
 };
 
 class Node : public mgmt::ManagementBackend,
