@@ -228,8 +228,10 @@ absl::StatusOr<config::LunDefinition> Node::Provision(
   SetOwner(lun.id(), lun.owner_node());
   if (lun.owner_node() == options_.bootstrap.node_name()) {
     std::shared_ptr<blockstore::BlockStore> opened(std::move(*store));
-  if (options_.wrap_store) opened = options_.wrap_store(lun, std::move(opened));
-  Online(lun, std::move(opened));
+    if (options_.wrap_store) {
+      opened = options_.wrap_store(lun, std::move(opened));
+    }
+    Online(lun, std::move(opened));
   } else {
     (*store)->Close();  // the owner opens it
   }
