@@ -142,8 +142,35 @@ absl::StatusOr<config::Lif> LifManager::Migrate(const std::string& name,
   return MoveLocked(name, node);
 }
 
+std::vector<config::Lif> LifManager::MoveAll(const std::string& from,
+                                             const std::string& to,
+                                             bool home_only) {
+  absl::MutexLock move(&move_mu_);
+  std::vector<std::string> names;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, entry] : lifs_) {
+      if (entry.lif.current_node() != from) continue;
+      if (home_only && entry.lif.home_node() != to) continue;
+      names.push_back(name);
+    }
+  }
+  std::vector<config::Lif> moved;
+  for (const std::string& name : names) {
+    absl::StatusOr<config::Lif> lif = MoveLocked(name, to, /*force=*/true);
+    if (lif.ok()) {
+      moved.push_back(*lif);
+    } else {
+      LOG(ERROR) << "HA: LIF " << name << " stays on " << from << ": "
+                 << lif.status();
+    }
+  }
+  return moved;
+}
+
 absl::StatusOr<config::Lif> LifManager::MoveLocked(const std::string& name,
-                                                   const std::string& node) {
+                                                   const std::string& node,
+                                                   bool force) {
   config::LifPlacement placement;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -173,7 +200,7 @@ absl::StatusOr<config::Lif> LifManager::MoveLocked(const std::string& name,
   }
   // Both nodes must take part: the old host releases the address, the new one
   // binds it.
-  if (!PartnerReachable()) {
+  if (!force && !PartnerReachable()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "partner ", options_.partner_name, " is unreachable; LIF '", name,
         "' stays where it is"));

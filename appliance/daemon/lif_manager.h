@@ -82,6 +82,12 @@ class LifManager : public LifView {
   absl::StatusOr<config::Lif> Migrate(const std::string& name,
                                       const std::string& node);
 
+  // HA: moves every LIF hosted on node from to node to, whether or not the
+  // partner can be reached (takeover: from is fenced; giveback: home_only
+  // moves just the LIFs whose home is to). Returns the LIFs moved.
+  std::vector<config::Lif> MoveAll(const std::string& from,
+                                   const std::string& to, bool home_only);
+
   // Fault injection: port goes down (LIFs on it move to the partner when it is
   // reachable; else they stay) or up (nothing moves back by itself).
   // kNotFound: no such port here.
@@ -109,8 +115,10 @@ class LifManager : public LifView {
   // changed.
   std::optional<config::Lif> ApplyPlacement(
       const config::LifPlacement& placement) ABSL_LOCKS_EXCLUDED(mu_);
+  // force: move even when the partner cannot be reached (HA: it is fenced).
   absl::StatusOr<config::Lif> MoveLocked(const std::string& name,
-                                         const std::string& node)
+                                         const std::string& node,
+                                         bool force = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(move_mu_);
   void Tell(const config::Lif& lif);
   bool PartnerReachable() const;

@@ -43,6 +43,20 @@ void LifPortals::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void LifPortals::SetSuspended(bool suspended) {
+  absl::MutexLock lock(&mu_);
+  if (suspended_ == suspended) return;
+  LOG(WARNING) << (suspended ? "HA: this node stops hosting LIFs (fenced)"
+                             : "HA: this node hosts its LIFs again");
+  suspended_ = suspended;
+  dirty_ = true;
+}
+
+bool LifPortals::suspended() const {
+  absl::MutexLock lock(&mu_);
+  return suspended_;
+}
+
 void LifPortals::LifMoved(const config::Lif& lif) {
   // The initiators' view changes on both nodes: ALUA states first, then the
   // portal moves.
@@ -85,12 +99,14 @@ absl::Time LifPortals::Reconcile(absl::Status* first_error) {
   for (const config::Lif& lif : lifs_.Lifs()) {
     const iscsi::PortalConfig portal = PortalConfigOf(lif);
     const uint16_t tag = portal.portal_group_tag;
-    const bool wanted = lif.current_node() == options_.node_name;
     Hosted state;
+    bool suspended = false;
     {
       absl::MutexLock lock(&mu_);
       state = hosted_[tag];
+      suspended = suspended_;
     }
+    const bool wanted = lif.current_node() == options_.node_name && !suspended;
     const absl::Time now = absl::Now();
     if (!wanted) {
       if (state.listening) {

@@ -60,6 +60,12 @@ class LifPortals : public LifPlacementListener {
   // Stops following changes (portals stay as they are). Idempotent.
   void Stop();
 
+  // HA fencing: while suspended this node listens on no LIF (those it hosts
+  // ask their sessions to log out and stop listening); unsuspended, it hosts
+  // what the placements say again. May be called before Start().
+  void SetSuspended(bool suspended);
+  bool suspended() const;
+
   void LifMoved(const config::Lif& lif) override;
 
   // One "address:port" line per portal listening here (the bound port).
@@ -87,6 +93,7 @@ class LifPortals : public LifPlacementListener {
   mutable absl::Mutex mu_;
   std::map<uint16_t, Hosted> hosted_ ABSL_GUARDED_BY(mu_);  // by portal group
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool suspended_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Reconcile passes run one at a time (Start's, then the thread's).
   absl::Mutex reconcile_mu_;

@@ -31,14 +31,28 @@ struct TmfJoin {
   std::atomic<scsi::TmfResult> result{scsi::TmfResult::kComplete};
 };
 
+// CHECK CONDITION, NOT READY with code, in fixed format: the control mode
+// page's D_SENSE default, and what every initiator parses.
+scsi::TaskResponse NotReady(scsi::Asc code) {
+  scsi::TaskResponse response;
+  response.status = scsi::ScsiStatus::kCheckCondition;
+  scsi::SenseData sense;
+  sense.key = scsi::SenseKey::kNotReady;
+  sense.code = code;
+  response.sense = scsi::BuildSense(sense, scsi::SenseFormat::kFixed);
+  return response;
+}
+
 }  // namespace
 
 Module::Module(std::string node_name, scsi::TaskRouter& local_engine,
-               const OwnershipView& ownership, Forwarder* forwarder)
+               const OwnershipView& ownership, Forwarder* forwarder,
+               const AccessGate* gate)
     : node_name_(std::move(node_name)),
       local_engine_(local_engine),
       ownership_(ownership),
-      forwarder_(forwarder) {}
+      forwarder_(forwarder),
+      gate_(gate) {}
 
 Route Module::RouteFor(uint64_t lun) const {
   std::optional<std::string> owner = ownership_.OwnerOf(lun);
@@ -51,6 +65,16 @@ Route Module::RouteFor(uint64_t lun) const {
 
 void Module::Submit(std::unique_ptr<scsi::Task> task,
                     scsi::TaskCompletion done) {
+  const Access access =
+      gate_ == nullptr ? Access::kServe : gate_->AccessFor(task->lun);
+  if (access != Access::kServe) {
+    std::move(done)(NotReady(access == Access::kTransitioning
+        ? scsi::asc::kLogicalUnitNotAccessibleAsymmetricAccessStateTransition
+        : access == Access::kNeedsOperator
+              ? scsi::asc::kLogicalUnitNotReadyManualInterventionRequired
+              : scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState));
+    return;
+  }
   switch (RouteFor(task->lun)) {
     case Route::kLocal:
       local_engine_.Submit(std::move(task), std::move(done));
@@ -58,19 +82,10 @@ void Module::Submit(std::unique_ptr<scsi::Task> task,
     case Route::kPartner:
       forwarder_->Forward(std::move(task), std::move(done));
       return;
-    case Route::kUnreachable: {
-      scsi::TaskResponse response;
-      response.status = scsi::ScsiStatus::kCheckCondition;
-      scsi::SenseData sense;
-      sense.key = scsi::SenseKey::kNotReady;
-      sense.code =
-          scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState;
-      // Fixed format: the control mode page's D_SENSE default, and what every
-      // initiator parses.
-      response.sense = scsi::BuildSense(sense, scsi::SenseFormat::kFixed);
-      std::move(done)(std::move(response));
+    case Route::kUnreachable:
+      std::move(done)(NotReady(
+          scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState));
       return;
-    }
   }
 }
 

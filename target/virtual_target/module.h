@@ -42,6 +42,26 @@ class Forwarder {
                                      scsi::TmfCompletion done) = 0;
 };
 
+// Whether this node may run a LUN's commands now (the HA layer decides).
+// Anything but kServe ends the command with CHECK CONDITION, NOT READY and the
+// additional sense that tells a host what to do.
+enum class Access : uint8_t {
+  kServe,           // route as usual
+  kTransitioning,   // 04/0A ASYMMETRIC ACCESS STATE TRANSITION: takeover or
+                    // giveback under way, retry shortly
+  kUnavailable,     // 04/0C TARGET PORT IN UNAVAILABLE STATE: this node is
+                    // fenced, use another path
+  kNeedsOperator,   // 04/03 MANUAL INTERVENTION REQUIRED: taken over with an
+                    // inconsistent NVLOG, offline until an operator clears it
+};
+
+class AccessGate {
+ public:
+  virtual ~AccessGate() = default;
+  // Thread-safe, non-blocking (read on every command's path).
+  virtual Access AccessFor(uint64_t lun) const = 0;
+};
+
 // Where a task goes.
 enum class Route : uint8_t {
   kLocal,        // this node owns the LUN (or nobody does: the engine answers)
@@ -53,8 +73,10 @@ class Module : public scsi::TaskRouter {
  public:
   // local_engine and ownership must outlive the module. forwarder may be null
   // (a standalone node): LUNs owned elsewhere are then unreachable.
+  // gate (may be null: always serve) must outlive the module.
   Module(std::string node_name, scsi::TaskRouter& local_engine,
-         const OwnershipView& ownership, Forwarder* forwarder);
+         const OwnershipView& ownership, Forwarder* forwarder,
+         const AccessGate* gate = nullptr);
 
   Route RouteFor(uint64_t lun) const;
 
@@ -71,6 +93,7 @@ class Module : public scsi::TaskRouter {
   scsi::TaskRouter& local_engine_;
   const OwnershipView& ownership_;
   Forwarder* const forwarder_;
+  const AccessGate* const gate_;
 };
 
 }  // namespace virtual_target

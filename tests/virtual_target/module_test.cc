@@ -168,3 +168,49 @@ TEST_F(ModuleTest, TmfForUnreachableOwnerSaysLunUnavailable) {
 
 }  // namespace
 }  // namespace virtual_target
+
+namespace virtual_target {
+namespace {
+
+class MapGate : public AccessGate {
+ public:
+  Access AccessFor(uint64_t lun) const override {
+    auto it = access.find(lun);
+    return it == access.end() ? Access::kServe : it->second;
+  }
+  std::map<uint64_t, Access> access;
+};
+
+TEST(ModuleGateTest, GateAnswersNotReadyWithTheReasonAndRunsNothing) {
+  RecordingRouter local{"local"};
+  FakeForwarder forwarder;
+  MapOwnership ownership;
+  ownership.owners = {{0, "node-a"}, {1, "node-b"}, {2, "node-a"}};
+  MapGate gate;
+  Module module("node-a", local, ownership, &forwarder, &gate);
+  gate.access = {{0, Access::kTransitioning},
+                 {1, Access::kUnavailable},
+                 {2, Access::kNeedsOperator}};
+  const std::map<uint64_t, scsi::Asc> want = {
+      {0, scsi::asc::kLogicalUnitNotAccessibleAsymmetricAccessStateTransition},
+      {1, scsi::asc::kLogicalUnitNotAccessibleTargetPortInUnavailableState},
+      {2, scsi::asc::kLogicalUnitNotReadyManualInterventionRequired}};
+  for (const auto& [lun, code] : want) {
+    scsi::TaskResponse r;
+    EXPECT_EQ(SubmitTur(module, lun, &r), "") << lun;
+    EXPECT_EQ(r.status, scsi::ScsiStatus::kCheckCondition);
+    absl::StatusOr<scsi::SenseData> sense = scsi::ParseSense(r.sense);
+    ASSERT_TRUE(sense.ok());
+    EXPECT_EQ(sense->key, scsi::SenseKey::kNotReady);
+    EXPECT_EQ(sense->code, code) << lun;
+  }
+  EXPECT_TRUE(local.luns.empty());
+  EXPECT_TRUE(forwarder.partner.luns.empty());
+  // Cleared: routed as usual again.
+  gate.access.clear();
+  EXPECT_EQ(SubmitTur(module, 0), "local");
+  EXPECT_EQ(SubmitTur(module, 1), "partner");
+}
+
+}  // namespace
+}  // namespace virtual_target
