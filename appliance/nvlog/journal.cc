@@ -103,7 +103,12 @@ void Journal::Store::Write(uint64_t lba, uint32_t num_blocks,
   auto op = std::make_shared<Op>();
   op->journal = &journal_;
   op->inner = inner_;
-  op->done = std::move(done);
+  journal_.Started(lun_);
+  op->done = [journal = &journal_, lun = lun_,
+              done = std::move(done)](absl::Status s) mutable {
+    journal->Ended(lun);
+    std::move(done)(std::move(s));
+  };
   op->fua = fua;
   absl::StatusOr<uint64_t> sequence = journal_.log_.Append(
       lun_, lba, num_blocks, data,
@@ -205,6 +210,30 @@ absl::Status Journal::RetireAll() {
 void Journal::RequestRetire(std::function<void(absl::Status)> done) {
   absl::MutexLock l(&mu_);
   requests_.push_back(std::move(done));
+}
+
+void Journal::Started(uint64_t lun) {
+  absl::MutexLock l(&mu_);
+  in_flight_[lun]++;
+}
+
+void Journal::Ended(uint64_t lun) {
+  absl::MutexLock l(&mu_);
+  if (--in_flight_[lun] == 0) in_flight_.erase(lun);
+}
+
+int Journal::InFlight(uint64_t lun) const {
+  absl::MutexLock l(&mu_);
+  auto it = in_flight_.find(lun);
+  return it == in_flight_.end() ? 0 : it->second;
+}
+
+bool Journal::WaitIdle(uint64_t lun, absl::Duration timeout) const {
+  absl::MutexLock l(&mu_);
+  auto idle = [this, lun]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_.count(lun) == 0;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
 }
 
 Journal::Stats Journal::stats() const {

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -84,6 +85,12 @@ class Journal {
   // Asynchronous form: done runs on the flusher thread after such a pass.
   void RequestRetire(std::function<void(absl::Status)> done);
 
+  // Writes to lun accepted and not yet answered (giveback waits for 0).
+  int InFlight(uint64_t lun) const;
+  // Blocks until InFlight(lun) == 0 or timeout passes; returns whether it got
+  // there.
+  bool WaitIdle(uint64_t lun, absl::Duration timeout) const;
+
   Stats stats() const;
   Nvlog& log() { return log_; }
 
@@ -99,6 +106,8 @@ class Journal {
   void WriteFinished(uint64_t sequence, size_t bytes,
                      std::shared_ptr<blockstore::BlockStore> store);
   void Count(bool ok, bool mirrored);
+  void Started(uint64_t lun);
+  void Ended(uint64_t lun);
   void FlusherLoop();
   // One pass over batch; returns the first flush error.
   absl::Status RetirePass(std::vector<Written> batch);
@@ -112,6 +121,7 @@ class Journal {
   size_t written_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void(absl::Status)>> requests_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, int> in_flight_ ABSL_GUARDED_BY(mu_);
   std::thread flusher_;
 };
 

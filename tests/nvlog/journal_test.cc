@@ -94,9 +94,13 @@ TEST_F(JournalTest, AcknowledgesOnlyOnceThePartnerHoldsTheCommittedWrite) {
   // The store has the data, the partner does not: no acknowledgement yet.
   EXPECT_FALSE(done.Wait(absl::Milliseconds(100)));
   EXPECT_EQ(memory_->Peek(10, 2), data);
+  EXPECT_EQ(journal_->InFlight(7), 1);
+  EXPECT_FALSE(journal_->WaitIdle(7, absl::Milliseconds(10)));
   transport_.SetHold(false);
   transport_.Release(1000);
   ASSERT_TRUE(done.Wait());
+  EXPECT_TRUE(journal_->WaitIdle(7, absl::Seconds(5)));
+  EXPECT_EQ(journal_->InFlight(7), 0);
   EXPECT_TRUE(done.status.ok()) << done.status;
   std::vector<NvlogEntry> held = replica_.CommittedUnretired();
   ASSERT_EQ(held.size(), 1u);
