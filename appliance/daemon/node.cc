@@ -470,4 +470,67 @@ std::shared_ptr<blockstore::BlockStore> Node::store(uint64_t id) {
   return it == stores_.end() ? nullptr : it->second;
 }
 
+std::vector<config::LunDefinition> Node::LunsOwnedBy(
+    const std::string& node) const {
+  std::vector<config::LunDefinition> out;
+  absl::StatusOr<std::vector<config::LunDefinition>> luns = db_->ListLuns();
+  if (!luns.ok()) {
+    LOG(ERROR) << "listing LUNs: " << luns.status();
+    return out;
+  }
+  for (config::LunDefinition& lun : *luns) {
+    if (lun.owner_node() == node) out.push_back(std::move(lun));
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> Node::OpenForReplay(
+    const config::LunDefinition& lun) const {
+  absl::StatusOr<std::unique_ptr<storage::FileBlockStore>> store =
+      storage::FileBlockStore::Open(BackingPath(lun), StoreOptions(lun));
+  if (!store.ok()) return store.status();
+  return std::shared_ptr<blockstore::BlockStore>(std::move(*store));
+}
+
+absl::Status Node::AssumeOwnership(
+    const config::LunDefinition& lun,
+    std::shared_ptr<blockstore::BlockStore> store) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::UnavailableError("node is shutting down");
+    config::LunDefinition mine = lun;
+    mine.set_owner_node(options_.bootstrap.node_name());
+    absl::StatusOr<config::LunDefinition> stored = StoreRecord(mine);
+    if (!stored.ok()) return stored.status();
+    SetOwner(lun.id(), stored->owner_node());
+    if (store != nullptr && stores_.count(lun.id()) == 0) {
+      if (options_.wrap_store) store = options_.wrap_store(*stored, store);
+      Online(*stored, std::move(store));
+    }
+    LOG(WARNING) << "HA: LUN " << lun.id() << " '" << lun.name()
+                 << "' taken over from " << lun.owner_node()
+                 << (stores_.count(lun.id()) ? "" : " (kept offline)");
+  }
+  InventoryChanged();
+  return absl::OkStatus();
+}
+
+absl::Status Node::HandOver(uint64_t id, const std::string& to) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::UnavailableError("node is shutting down");
+    absl::StatusOr<config::LunDefinition> lun = db_->GetLun(id);
+    if (!lun.ok()) return lun.status();
+    Offline(id);
+    lun->set_owner_node(to);
+    absl::StatusOr<config::LunDefinition> stored = StoreRecord(*lun);
+    if (!stored.ok()) return stored.status();
+    SetOwner(id, to);
+    LOG(WARNING) << "HA: LUN " << id << " '" << lun->name() << "' given back to "
+                 << to;
+  }
+  InventoryChanged();
+  return absl::OkStatus();
+}
+
 }  // namespace appliance::daemon

@@ -116,6 +116,23 @@ class Node : public mgmt::ManagementBackend,
   // The opened store of a LUN this node owns; null when not online here.
   std::shared_ptr<blockstore::BlockStore> store(uint64_t id);
 
+  // --- HA (the daemon's HaController) ---
+
+  // Every LUN of the pair whose current owner is node.
+  std::vector<config::LunDefinition> LunsOwnedBy(const std::string& node) const;
+  // Opens lun's backing file as it is (not journaled): takeover replays the
+  // partner's NVLOG into it before it goes online.
+  absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> OpenForReplay(
+      const config::LunDefinition& lun) const;
+  // Takeover: lun becomes this node's (ownership committed and replicated);
+  // brought online on store (wrapped like any other) unless store is null
+  // (taken over but kept offline, e.g. an inconsistent NVLOG).
+  absl::Status AssumeOwnership(const config::LunDefinition& lun,
+                               std::shared_ptr<blockstore::BlockStore> store);
+  // Giveback: takes LUN id offline here (waiting for its in-flight commands)
+  // and commits to as its owner.
+  absl::Status HandOver(uint64_t id, const std::string& to);
+
  private:
   Node(NodeOptions options, std::shared_ptr<config::ConfigDb> db);
 

@@ -7,6 +7,8 @@
 // counts requests in metrics and writes the access log.
 #include "appliance/mgmt/rest_server.h"
 
+#include "appliance/mgmt/ha_backend.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -50,7 +52,8 @@ Sha256 HashToken(absl::string_view token) {
 }
 
 enum class Route {
-  kNode, kLuns, kLun, kLifs, kLifMigrate, kPortFault, kMetrics, kUnknown
+  kNode, kLuns, kLun, kLifs, kLifMigrate, kPortFault, kMetrics,
+  kHa, kHaTakeover, kHaGiveback, kHaClearOffline, kMailboxFault, kUnknown
 };
 
 struct RouteMatch {
@@ -78,6 +81,19 @@ RouteMatch MatchRoute(absl::string_view path) {
   if (path == kLunsPath) return {Route::kLuns, "/api/v1/luns", {}};
   if (path == "/metrics") return {Route::kMetrics, "/metrics", {}};
   if (path == "/api/v1/lifs") return {Route::kLifs, "/api/v1/lifs", {}};
+  if (path == "/api/v1/ha") return {Route::kHa, "/api/v1/ha", {}};
+  if (path == "/api/v1/ha/takeover") {
+    return {Route::kHaTakeover, "/api/v1/ha/takeover", {}};
+  }
+  if (path == "/api/v1/ha/giveback") {
+    return {Route::kHaGiveback, "/api/v1/ha/giveback", {}};
+  }
+  if (path == "/api/v1/ha/clear-offline") {
+    return {Route::kHaClearOffline, "/api/v1/ha/clear-offline", {}};
+  }
+  if (path == "/api/v1/faults/mailbox") {
+    return {Route::kMailboxFault, "/api/v1/faults/mailbox", {}};
+  }
   if (absl::string_view name =
           SegmentBetween(path, "/api/v1/lifs/", "/migrate");
       !name.empty()) {
@@ -103,15 +119,17 @@ absl::string_view AllowedMethods(Route route) {
     case Route::kLuns: return "GET, POST";
     case Route::kLun: return "GET, DELETE";
     case Route::kLifMigrate:
-    case Route::kPortFault: return "POST";
+    case Route::kPortFault:
+    case Route::kHaTakeover:
+    case Route::kHaGiveback:
+    case Route::kHaClearOffline:
+    case Route::kMailboxFault: return "POST";
     default: return "GET";
   }
 }
 
 bool MethodAllowed(Route route, absl::string_view method) {
-  if (route == Route::kLifMigrate || route == Route::kPortFault) {
-    return method == "POST";
-  }
+  if (AllowedMethods(route) == "POST") return method == "POST";
   if (method == "GET" || method == "HEAD") return true;
   if (route == Route::kLuns) return method == "POST";
   if (route == Route::kLun) return method == "DELETE";
@@ -183,10 +201,12 @@ int HttpStatusFromStatus(const absl::Status& status) {
 // calls it from its worker threads.
 class RestServer::Handler {
  public:
-  Handler(ManagementBackend& backend, metrics::MetricsRegistry& registry,
+  Handler(ManagementBackend& backend, HaBackend* ha,
+          metrics::MetricsRegistry& registry,
           metrics::CounterFamily& requests, absl::string_view token,
           bool metrics_require_token)
       : backend_(backend),
+        ha_(ha),
         registry_(registry),
         requests_(requests),
         token_digest_(HashToken(token)),
@@ -220,8 +240,52 @@ class RestServer::Handler {
       case Route::kLifMigrate: return MigrateLif(match.id, req, res);
       case Route::kPortFault: return SetPortFault(match.id, req, res);
       case Route::kMetrics: return GetMetrics(res);
+      case Route::kHa:
+      case Route::kHaTakeover:
+      case Route::kHaGiveback:
+      case Route::kHaClearOffline:
+      case Route::kMailboxFault: return HandleHa(match.route, req, res);
       case Route::kUnknown: break;
     }
+  }
+
+  void HandleHa(Route route, const httplib::Request& req,
+                httplib::Response& res) {
+    if (ha_ == nullptr) {
+      return ReplyError(res, 404,
+                        "high availability needs a paired node (no partner "
+                        "configured)");
+    }
+    absl::StatusOr<HaStatus> status;
+    switch (route) {
+      case Route::kHa: return ReplyMessage(res, 200, ha_->GetHaStatus());
+      case Route::kHaTakeover:
+      case Route::kHaGiveback: {
+        // No parameters: an empty body or {} (anything else is a 400).
+        HaActionRequest none;
+        if (!req.body.empty() && !ParseBody(req, none, res)) return;
+        status = route == Route::kHaTakeover ? ha_->Takeover() : ha_->Giveback();
+        break;
+      }
+      case Route::kHaClearOffline: {
+        HaClearOfflineRequest request;
+        if (!req.body.empty() && !ParseBody(req, request, res)) return;
+        status = ha_->ClearOffline(request);
+        break;
+      }
+      case Route::kMailboxFault: {
+        MailboxFaultRequest request;
+        if (!ParseBody(req, request, res)) return;
+        if (!request.has_stopped()) {
+          return ReplyError(res, 400, "stopped (true or false) is required");
+        }
+        status = ha_->SetMailboxFault(request.stopped());
+        break;
+      }
+      default: return ReplyError(res, 404, "no such resource");
+    }
+    if (!status.ok()) return ReplyStatus(res, status.status());
+    ReplyMessage(res, 200, *status);
   }
 
   // httplib's error hook: gives bodiless error responses (413, malformed
@@ -376,6 +440,7 @@ class RestServer::Handler {
   }
 
   ManagementBackend& backend_;
+  HaBackend* const ha_;
   metrics::MetricsRegistry& registry_;
   metrics::CounterFamily& requests_;
   const Sha256 token_digest_;
@@ -436,7 +501,8 @@ absl::StatusOr<std::unique_ptr<RestServer>> RestServer::Create(
   }
   SSL_CTX_set_min_proto_version(server->ssl_context(), TLS1_2_VERSION);
 
-  auto handler = std::make_unique<Handler>(backend, metrics, **requests,
+  auto handler = std::make_unique<Handler>(backend, options.ha, metrics,
+                                           **requests,
                                            options.token,
                                            options.metrics_require_token);
   Handler* h = handler.get();

@@ -49,6 +49,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "appliance/mgmt/backend.h"
+#include "appliance/mgmt/ha_backend.h"
 #include "common/metrics.h"
 
 namespace httplib {
@@ -88,6 +89,10 @@ class RestServer {
     // LUN and session details; Prometheus sends it with `authorization`
     // (credentials_file) in its scrape config.
     bool metrics_require_token = true;
+    // A paired node's HA controller (GET /api/v1/ha, takeover, giveback,
+    // clear-offline, the mailbox fault); null: those routes answer 404.
+    // Not owned; must outlive the server.
+    HaBackend* ha = nullptr;
   };
 
   // Loads the certificate, binds the listening socket (so port() is known and

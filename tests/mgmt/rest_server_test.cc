@@ -438,6 +438,78 @@ TEST_F(RestServerTest, MetricsAreTextFormatWithRequestCounters) {
   EXPECT_GE(samples, 2);
 }
 
+TEST_F(RestServerTest, HaStatusTakeoverGivebackAndFaults) {
+  env_.ha.status.set_node_name("node-b");
+  env_.ha.status.set_state("active");
+  httplib::Result status = client_->Get("/api/v1/ha");
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->status, 200);
+  EXPECT_THAT(status->body, HasSubstr(R"("state":"active")"));
+
+  httplib::Result takeover =
+      client_->Post("/api/v1/ha/takeover", "{}", "application/json");
+  ASSERT_TRUE(takeover);
+  EXPECT_EQ(takeover->status, 200);
+  EXPECT_EQ(env_.ha.takeovers, 1);
+  httplib::Result empty = client_->Post("/api/v1/ha/takeover", "", "application/json");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 200);
+  EXPECT_EQ(env_.ha.takeovers, 2);
+  // Parameters it does not take, a GET: refused, nothing done.
+  httplib::Result extra = client_->Post("/api/v1/ha/takeover",
+                                        R"({"force": true})", "application/json");
+  ASSERT_TRUE(extra);
+  EXPECT_EQ(extra->status, 400);
+  httplib::Result get = client_->Get("/api/v1/ha/takeover");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(env_.ha.takeovers, 2);
+
+  env_.ha.error = absl::FailedPreconditionError("partner node-a is unreachable");
+  httplib::Result giveback =
+      client_->Post("/api/v1/ha/giveback", "{}", "application/json");
+  ASSERT_TRUE(giveback);
+  EXPECT_EQ(giveback->status, 409);
+  EXPECT_THAT(giveback->body, HasSubstr("unreachable"));
+  EXPECT_EQ(env_.ha.givebacks, 1);
+  env_.ha.error = absl::OkStatus();
+
+  httplib::Result clear = client_->Post("/api/v1/ha/clear-offline",
+                                        R"({"luns": [3, 4]})", "application/json");
+  ASSERT_TRUE(clear);
+  EXPECT_EQ(clear->status, 200);
+  ASSERT_EQ(env_.ha.cleared.luns_size(), 2);
+  EXPECT_EQ(env_.ha.cleared.luns(1), 4u);
+  httplib::Result bad_clear = client_->Post(
+      "/api/v1/ha/clear-offline", R"({"luns": "all"})", "application/json");
+  ASSERT_TRUE(bad_clear);
+  EXPECT_EQ(bad_clear->status, 400);
+
+  httplib::Result no_flag =
+      client_->Post("/api/v1/faults/mailbox", "{}", "application/json");
+  ASSERT_TRUE(no_flag);
+  EXPECT_EQ(no_flag->status, 400);
+  EXPECT_THAT(no_flag->body, HasSubstr("stopped"));
+  httplib::Result stop = client_->Post("/api/v1/faults/mailbox",
+                                       R"({"stopped": true})", "application/json");
+  ASSERT_TRUE(stop);
+  EXPECT_EQ(stop->status, 200);
+  EXPECT_THAT(stop->body, HasSubstr(R"("mailboxWritesStopped":true)"));
+}
+
+TEST(RestServerHaTest, StandaloneNodeAnswers404ForHa) {
+  TestServer env(64 * 1024, /*with_ha=*/false);
+  ASSERT_NE(env.server, nullptr);
+  httplib::SSLClient client("127.0.0.1", env.server->port());
+  client.set_ca_cert_path(env.cert_file.c_str());
+  client.enable_server_certificate_verification(true);
+  client.set_bearer_token_auth(env.token.c_str());
+  httplib::Result status = client.Get("/api/v1/ha");
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->status, 404);
+  EXPECT_THAT(status->body, HasSubstr("paired"));
+}
+
 TEST(RestServerCreateTest, RejectsBadOptions) {
   FakeBackend backend;
   metrics::MetricsRegistry registry;

@@ -27,9 +27,41 @@ inline std::string MakeTempDir() {
   return pattern;
 }
 
+// Records the HA calls; answers with `status`, or `error` when it is set.
+class FakeHaBackend : public HaBackend {
+ public:
+  HaStatus GetHaStatus() override { return status; }
+  absl::StatusOr<HaStatus> Takeover() override {
+    takeovers++;
+    if (!error.ok()) return error;
+    return status;
+  }
+  absl::StatusOr<HaStatus> Giveback() override {
+    givebacks++;
+    if (!error.ok()) return error;
+    return status;
+  }
+  absl::StatusOr<HaStatus> ClearOffline(
+      const HaClearOfflineRequest& request) override {
+    cleared = request;
+    if (!error.ok()) return error;
+    return status;
+  }
+  absl::StatusOr<HaStatus> SetMailboxFault(bool stopped) override {
+    status.set_mailbox_writes_stopped(stopped);
+    return status;
+  }
+  HaStatus status;
+  absl::Status error;
+  int takeovers = 0;
+  int givebacks = 0;
+  HaClearOfflineRequest cleared;
+};
+
 struct TestServer {
   // Starts the server; check `server != nullptr` (a failure is reported).
-  explicit TestServer(size_t max_body_bytes = 64 * 1024) {
+  // with_ha: serve the HA routes from `ha` (a paired node).
+  explicit TestServer(size_t max_body_bytes = 64 * 1024, bool with_ha = true) {
     dir = MakeTempDir();
     cert_file = dir + "/mgmt.crt";
     absl::StatusOr<CertificateFiles> files =
@@ -48,6 +80,7 @@ struct TestServer {
     options.token = token;
     options.max_body_bytes = max_body_bytes;
     options.threads = 2;
+    if (with_ha) options.ha = &ha;
     absl::StatusOr<std::unique_ptr<RestServer>> created =
         RestServer::Create(backend, registry, options);
     EXPECT_TRUE(created.ok()) << created.status();
@@ -60,6 +93,7 @@ struct TestServer {
   std::string url() const { return absl::StrCat("https://127.0.0.1:", server->port()); }
 
   FakeBackend backend;
+  FakeHaBackend ha;
   metrics::MetricsRegistry registry;
   std::string dir;
   std::string cert_file;
