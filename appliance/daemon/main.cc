@@ -25,12 +25,15 @@
 #include "appliance/config/bootstrap.h"
 #include "appliance/config/config_db.h"
 #include "appliance/config/replicator.h"
+#include "appliance/daemon/ha_controller.h"
 #include "appliance/daemon/lif_manager.h"
 #include "appliance/daemon/lif_portals.h"
 #include "appliance/daemon/logging.h"
 #include "appliance/daemon/node.h"
 #include "appliance/daemon/pr_persistence.h"
 #include "appliance/daemon/scsi_wiring.h"
+#include "appliance/ha/mailbox.h"
+#include "appliance/ha/mailbox_heartbeat.h"
 #include "appliance/mgmt/credentials.h"
 #include "appliance/mgmt/rest_server.h"
 #include "appliance/nvlog/grpc_mirror_transport.h"
@@ -322,8 +325,63 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   // The local virtual target module routes each task by the LUN's owner: here,
   // or through the local virtual adapter to the partner (a standalone node
   // answers for partner-owned LUNs with the ALUA unavailable sense).
+  // High availability: takeover and giveback, driven by the failure
+  // detector on the interconnect and the shared-storage mailbox. It also
+  // gates the SCSI path while a state change is under way or this node is
+  // fenced.
+  std::unique_ptr<HaController> ha_controller;
+  std::unique_ptr<ha::MailboxHeartbeat> mailbox;
+  if (paired) {
+    const config::HaSettings& hs = b.ha();
+    HaController::Options ha_options;
+    ha_options.node_name = b.node_name();
+    ha_options.partner_name = b.partner_name();
+    ha_options.auto_takeover = !hs.has_auto_takeover() || hs.auto_takeover();
+    ha_options.auto_giveback = !hs.has_auto_giveback() || hs.auto_giveback();
+    if (hs.giveback_delay_ms() != 0) {
+      ha_options.giveback_delay = absl::Milliseconds(hs.giveback_delay_ms());
+    }
+    HaController::Parts parts;
+    parts.node = node->get();
+    parts.lifs = &lif_manager;
+    parts.partner_log = partner_log.get();
+    parts.journal = journal.get();
+    parts.replicator = replicator.get();
+    interconnect::PartnerChannel* pc = partner_channel.get();
+    parts.interconnect_up = [pc] { return pc->connected(); };
+    parts.access_changed = [engine_ptr] {
+      engine_ptr->NotifyAsymmetricAccessStateChanged();
+    };
+    ha_controller = std::make_unique<HaController>(ha_options, parts);
+    if (absl::Status s = ha_controller->RegisterMetrics(metrics); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::unique_ptr<ha::Mailbox>> box = ha::Mailbox::Open(
+        b.shared_storage_dir(), b.node_name(), b.partner_name());
+    if (!box.ok()) return box.status();
+    ha::MailboxHeartbeat::Options mailbox_options;
+    if (hs.mailbox_interval_ms() != 0) {
+      mailbox_options.interval = absl::Milliseconds(hs.mailbox_interval_ms());
+    }
+    if (hs.detection_time_ms() != 0) {
+      mailbox_options.detector.detection_time =
+          absl::Milliseconds(hs.detection_time_ms());
+    }
+    HaController* controller = ha_controller.get();
+    absl::StatusOr<std::unique_ptr<ha::MailboxHeartbeat>> heartbeat_box =
+        ha::MailboxHeartbeat::Create(
+            std::move(*box), [controller] { return controller->state(); },
+            [pc] { return pc->connected(); }, mailbox_options);
+    if (!heartbeat_box.ok()) return heartbeat_box.status();
+    mailbox = std::move(*heartbeat_box);
+  }
+  absl::Cleanup stop_ha = [&ha_controller, &mailbox] {
+    if (ha_controller != nullptr) ha_controller->Stop();
+    if (mailbox != nullptr) mailbox->Stop();
+  };
+
   virtual_target::Module module(b.node_name(), **engine, **node,
-                                local_adapter.get());
+                                local_adapter.get(), ha_controller.get());
 
   // iSCSI: one target on every LIF of the pair; this node listens on the LIFs
   // it hosts and advertises all of them in SendTargets.
@@ -399,9 +457,17 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   };
   LifPortals lif_portals(std::move(portal_options), **iscsi_server,
                          lif_manager);
+  if (ha_controller != nullptr) {
+    // Before any portal is bound: a node its partner fences starts suspended.
+    ha_controller->Attach(mailbox.get(), &lif_portals);
+    mailbox->Start();
+  }
   if (absl::Status s = lif_portals.Start(); !s.ok()) return s;
+  if (ha_controller != nullptr) ha_controller->Start();
   lif_manager.AddListener(&lif_portals);
-  absl::Cleanup stop_following = [&lif_manager, &lif_portals] {
+  absl::Cleanup stop_following = [&lif_manager, &lif_portals, &ha_controller] {
+    // The controller suspends and resumes the portals: it stops first.
+    if (ha_controller != nullptr) ha_controller->Stop();
     lif_manager.RemoveListener(&lif_portals);
     lif_portals.Stop();
   };
@@ -434,6 +500,7 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   rest_options.cert_file = cert->cert_file;
   rest_options.key_file = cert->key_file;
   rest_options.token = *token;
+  rest_options.ha = ha_controller.get();
   absl::StatusOr<std::unique_ptr<mgmt::RestServer>> rest =
       mgmt::RestServer::Create(**node, metrics, rest_options);
   if (!rest.ok()) return rest.status();
@@ -467,6 +534,7 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   unlink((b.state_dir() + "/mgmt.url").c_str());
   unlink((b.state_dir() + "/iscsi.portals").c_str());
   (*rest)->Stop();
+  std::move(stop_ha).Invoke();  // no takeover or giveback while stopping
   lif_portals.Stop();
   (*iscsi_server)->Shutdown();  // sessions end; their tasks are aborted
   std::move(node_shutdown).Invoke();  // LUs leave the engine, stores close
