@@ -46,11 +46,13 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(SessionOptions options) {
 
 Session::~Session() { Close(); }
 
-void Session::OnConnected(iscsi_context*, int status, void*,
+void Session::OnConnected(iscsi_context* ctx, int status, void*,
                           void* private_data) {
   auto* s = static_cast<Session*>(private_data);
   s->connect_done_ = true;
   s->connect_status_ = status;
+  // libiscsi replaces the error text on its way out of iscsi_service().
+  if (status != SCSI_STATUS_GOOD) s->connect_error_ = iscsi_get_error(ctx);
 }
 
 void Session::OnCommandDone(iscsi_context*, int status, void*,
@@ -107,9 +109,13 @@ absl::Status Session::Connect() {
 absl::Status Session::ConnectOnce(absl::Time deadline) {
   iscsi_context* ctx = iscsi_create_context(options_.initiator.c_str());
   if (ctx == nullptr) return absl::InternalError("iscsi_create_context failed");
+  connect_error_.clear();
   auto fail = [&](const std::string& what) {
     const std::string error = absl::StrCat(
-        what, ": ", absl::StripAsciiWhitespace(iscsi_get_error(ctx)));
+        what, ": ",
+        absl::StripAsciiWhitespace(connect_error_.empty()
+                                       ? std::string(iscsi_get_error(ctx))
+                                       : connect_error_));
     iscsi_destroy_context(ctx);
     return absl::UnavailableError(error);
   };

@@ -143,6 +143,7 @@ class Session {
   // Login in progress.
   bool connect_done_ = false;
   int connect_status_ = -1;
+  std::string connect_error_;
 };
 
 }  // namespace verifyload
