@@ -61,6 +61,14 @@ ABSL_FLAG(std::string, io_engine, "threads",
           "Backing-store I/O engine: threads (default), uring, or auto "
           "(io_uring when available, else threads).");
 
+// Benchmark baseline only: with false, writes are acknowledged without the
+// NVLOG (as a standalone node does), so a takeover loses whatever the page
+// cache had not written back. bench/ha_bench.sh compares the two.
+ABSL_FLAG(bool, nvlog, true,
+          "Journal every write in the NVLOG mirrored to the partner before "
+          "acknowledging it (default). false: benchmark baseline only, "
+          "acknowledged writes can be lost at takeover.");
+
 namespace appliance::daemon {
 namespace {
 
@@ -237,11 +245,16 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     own_log = std::move(*log);
     journal = std::make_unique<nvlog::Journal>(*own_log);
     nvlog::Journal* j = journal.get();
-    node_options.wrap_store =
-        [j](const config::LunDefinition& lun,
-            std::shared_ptr<blockstore::BlockStore> store) {
-          return j->Wrap(lun.id(), std::move(store));
-        };
+    if (!absl::GetFlag(FLAGS_nvlog)) {
+      LOG(WARNING) << "--nvlog=false: writes are NOT mirrored; a takeover "
+                      "can lose acknowledged writes (benchmark baseline)";
+    } else {
+      node_options.wrap_store =
+          [j](const config::LunDefinition& lun,
+              std::shared_ptr<blockstore::BlockStore> store) {
+            return j->Wrap(lun.id(), std::move(store));
+          };
+    }
     if (absl::Status s = RegisterNvlogMetrics(metrics, *own_log, *journal,
                                               *partner_log);
         !s.ok()) {
