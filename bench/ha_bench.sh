@@ -31,26 +31,13 @@ URL="iscsi://127.0.0.2:$PAIR_ISCSI_PORT/$T/0"
 DIR=
 trap '[[ -n $DIR ]] && "$PAIR" down "$DIR" > /dev/null 2>&1 || true' EXIT
 
-ha_field() {
-  "$PAIR" ha "$DIR" "$1" 2>/dev/null |
-    python3 -c "import json,sys; d=json.load(sys.stdin); print($2)"
-}
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" > /dev/null 2>&1; do
-    ((SECONDS < deadline)) || { echo "timed out: $*" >&2; exit 1; }
-    sleep 0.05
-  done
-}
-mirrored_both() {
-  [[ $(ha_field node-a 'd["state"], d["takeoverPossible"]') == "active True" &&
-     $(ha_field node-b 'd["state"], d["takeoverPossible"]') == "active True" ]]
-}
+fail() { echo "ha_bench: $*" >&2; exit 1; }
+# shellcheck source=tests/harness/ha_lib.sh
+source tests/harness/ha_lib.sh
 up() {  # up [DAEMON_FLAGS]
   DIR=$(mktemp -d /tmp/ha-bench.XXXXXX)
   PAIR_DAEMON_FLAGS=${1:-} "$PAIR" up "$DIR" > /dev/null
-  wait_for 30 mirrored_both
+  wait_for 30 "the pair" pair_normal
 }
 down() { "$PAIR" down "$DIR" > /dev/null; rm -rf "$DIR"; DIR=; }
 write_iops() {  # 4 KiB sequential writes, QD32
@@ -76,9 +63,7 @@ for ((r = 0; r < ROUNDS; r++)); do
   down
 done
 
-probe_write() {
-  qemu-io -f raw -c "write -P 0x5a 200M 4k" "$URL" 2>&1 | grep -q "wrote 4096"
-}
+probe_write() { iscsi_write "127.0.0.2:$PAIR_ISCSI_PORT" 0 200M; }
 times=()
 up
 for ((k = 0; k < KILLS; k++)); do
@@ -89,8 +74,7 @@ for ((k = 0; k < KILLS; k++)); do
   t1=$(date +%s%N)
   times+=($(((t1 - t0) / 1000000)))
   "$PAIR" start "$DIR" node-a > /dev/null
-  wait_for 60 mirrored_both
-  [[ $(ha_field node-a 'd["lunsServed"]') == "['0']" ]] || { echo "no giveback" >&2; exit 1; }
+  wait_for 60 "giveback to node-a" pair_normal
 done
 down
 

@@ -19,7 +19,6 @@ export PAIR_CERTS=$(realpath "$3")
 PAIR=$(realpath "$4")
 export PAIR_DETECTION_MS=${PAIR_DETECTION_MS:-1000}
 export PAIR_GIVEBACK_DELAY_MS=${PAIR_GIVEBACK_DELAY_MS:-500}
-TARGET=iqn.2026-11.com.example:appliance
 PORT=${PAIR_ISCSI_PORT:-3260}
 
 DIR=$(mktemp -d "${TEST_TMPDIR:-/tmp}/ha-partition.XXXXXX")
@@ -33,34 +32,14 @@ fail() {
   done
   exit 1
 }
-ha_field() {
-  "$PAIR" ha "$DIR" "$1" 2>/dev/null |
-    python3 -c "import json,sys; d=json.load(sys.stdin); print($2)"
-}
+# shellcheck source=tests/harness/ha_lib.sh
+source "$(dirname "$PAIR")/ha_lib.sh"
 expect() {  # expect NODE EXPR WANT
   local got
   got=$(ha_field "$1" "$2")
   [[ $got == "$3" ]] || fail "$1: $2 is '$got', want '$3'"
 }
-wait_for() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" > /dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after ${seconds}s waiting for $what"
-    sleep 0.05
-  done
-}
-normal() {
-  [[ $(ha_field node-a 'd["state"], d["lunsServed"], d["takeoverPossible"]') == \
-     "active ['0'] True" ]] &&
-  [[ $(ha_field node-b 'd["state"], d["lunsServed"], d["takeoverPossible"]') == \
-     "active ['1'] True" ]]
-}
-write_ok() {  # write_ok LIF_ADDRESS LUN
-  timeout 20 qemu-io -f raw -c "write -P 0x33 100M 4k" "iscsi://$1:$PORT/$TARGET/$2" 2>&1 |
-    grep -q "wrote 4096"
-}
+write_ok() { iscsi_write "$1:$PORT" "$2" 100M; }  # write_ok LIF_ADDRESS LUN
 # Every LUN served by exactly one node.
 one_server_each() {
   python3 - "$(ha_field node-a 'd["lunsServed"]')" \
@@ -75,7 +54,7 @@ detect=$(python3 -c "print($PAIR_DETECTION_MS / 1000)")
 settle() { sleep "$(python3 -c "print(3 * $detect)")"; }
 
 "$PAIR" up "$DIR" > /dev/null
-wait_for 30 "mirroring both ways" normal
+wait_for 30 "mirroring both ways" pair_normal
 
 echo "1. interconnect cut"
 "$PAIR" fault "$DIR" pair interconnect-cut
@@ -94,7 +73,7 @@ start=$SECONDS
 if write_ok 127.0.0.2 1; then fail "proxied write succeeded with the link cut"; fi
 ((SECONDS - start < 10)) || fail "proxied write took $((SECONDS - start)) s to fail"
 "$PAIR" fault "$DIR" pair interconnect-restore
-wait_for 30 "recovery after the cut" normal
+wait_for 30 "recovery after the cut" pair_normal
 
 echo "2. node-a's mailbox writes stopped"
 "$PAIR" fault "$DIR" node-a mailbox-stop > /dev/null
@@ -120,7 +99,7 @@ echo "   node-b serves LUN 0 and 1, node-a serves nothing"
 echo "4. both restored: automatic giveback"
 "$PAIR" fault "$DIR" pair interconnect-restore
 "$PAIR" fault "$DIR" node-a mailbox-start > /dev/null
-wait_for 60 "automatic giveback" normal
+wait_for 60 "automatic giveback" pair_normal
 expect node-b 'd["givebacks"], d["lastGiveback"]["automatic"]' "1 True"
 write_ok 127.0.0.2 0 || fail "LUN 0 not writable after giveback"
 
@@ -133,6 +112,6 @@ write_ok 127.0.0.3 1 || fail "LUN 1 not writable through node-b's moved LIF"
 sleep 2  # longer than the giveback delay: a planned takeover stays
 expect node-a 'd["state"]' "in_takeover"
 "$PAIR" giveback "$DIR" node-a > /dev/null || fail "giveback refused"
-wait_for 30 "manual giveback" normal
+wait_for 30 "manual giveback" pair_normal
 write_ok 127.0.0.3 1 || fail "LUN 1 not writable after giveback"
 echo "PASS"
