@@ -107,12 +107,16 @@ for node in node-a node-b; do
       > "$DIR/verify-$node.json" 2> "$DIR/verify-$node.err"; then
     cat "$DIR/verify-$node.json" "$DIR/verify-$node.err" >&2
   fi
-  read -r acked lost corrupt <<< "$(python3 -c '
+  read -r acked lost corrupt hard retries <<< "$(python3 -c '
 import json, sys
 load = json.load(open(sys.argv[1])); v = json.load(open(sys.argv[2]))
-print(load["writes_acked"], v["lost"], v["corrupt"])' "$DIR/load-$node.json" "$DIR/verify-$node.json")"
-  echo "LUN ${LUN[$node]}: $acked writes acknowledged, $lost lost, $corrupt corrupt"
+print(load["writes_acked"], v["lost"], v["corrupt"], load["hard_errors"], load["retries"])' \
+    "$DIR/load-$node.json" "$DIR/verify-$node.json")"
+  echo "LUN ${LUN[$node]}: $acked writes acknowledged, $lost lost, $corrupt corrupt;" \
+    "$retries retryable answers, $hard non-retryable errors"
   ((acked > 0)) || fail "LUN ${LUN[$node]}: the load acknowledged no write"
+  # Takeover and giveback may only give the host retryable answers.
+  ((hard == 0)) || fail "LUN ${LUN[$node]}: $hard non-retryable I/O errors"
   lost_total=$((lost_total + lost + corrupt))
 done
 
