@@ -6,6 +6,7 @@
 // Commands: node | lun list | lun show ID | lun create NAME SIZE
 // [--block_size=512|4096] [--physical_block_size=N] [--read_only] [--id=N]
 // [--owner=NODE] | lun delete ID | lif list | lif migrate NAME NODE |
+// ha status|takeover|giveback|clear-offline [ID...] | fault mailbox stop|start |
 // fault port NAME down|up | metrics.
 // Flags may be spelled with '-' or '_' ("--token-file" = "--token_file").
 //
@@ -82,6 +83,12 @@ constexpr char kUsage[] =
     "  lif migrate NAME NODE         move a LIF to NODE (this node or partner)\n"
     "  fault port NAME down|up       fault injection on a physical port of the\n"
     "                                node (down moves its LIFs to the partner)\n"
+    "  fault mailbox stop|start      stop/resume the node's HA mailbox writes\n"
+    "  ha status                     HA state, partner, fencing, last takeover\n"
+    "  ha takeover                   planned takeover of the partner\n"
+    "  ha giveback                   give the partner its LUNs and LIFs back\n"
+    "  ha clear-offline [ID...]      bring LUNs kept offline after a takeover\n"
+    "                                online (all when no ID)\n"
     "  metrics                       Prometheus metrics text\n"
     "flags: --url=https://host:port --token=T | --token_file=F\n"
     "       --cacert=PEM | --insecure  --json  --timeout_seconds=N\n"
@@ -330,6 +337,37 @@ std::string NodeDetails(const NodeInfo& node) {
   return out;
 }
 
+std::string HaDetails(const HaStatus& ha) {
+  const TakeoverReport& t = ha.last_takeover();
+  std::vector<std::vector<std::string>> rows = {
+      {"node", ha.node_name()},
+      {"state", ha.state()},
+      {"partner", absl::StrCat(ha.partner_name(), " (", ha.partner_state(),
+                               ", ", ha.partner_verdict(), ")")},
+      {"interconnect", ha.interconnect_up() ? "up" : "down"},
+      {"takeover_possible", ha.takeover_possible() ? "yes (mirrored)"
+                                                   : "no (unmirrored)"},
+      {"fenced_by", ha.fenced_by().empty() ? "-" : ha.fenced_by()},
+      {"fencing_partner", ha.fencing_partner() ? "yes" : "no"},
+      {"mailbox_writes", ha.mailbox_writes_stopped() ? "stopped (fault)" : "on"},
+      {"luns_served", absl::StrJoin(ha.luns_served(), ",")},
+      {"takeovers", absl::StrCat(ha.takeovers())},
+      {"givebacks", absl::StrCat(ha.givebacks())}};
+  if (!t.partner().empty()) {
+    rows.push_back(
+        {"last_takeover",
+         absl::StrCat(t.planned() ? "planned" : t.reason(), "; ",
+                      t.duration_micros() / 1000, " ms; replayed ",
+                      t.replayed_entries(), ", dropped ",
+                      t.dropped_uncommitted(), " uncommitted; LUNs ",
+                      absl::StrJoin(t.luns(), ","))});
+  }
+  for (const HaOfflineLun& lun : ha.offline_luns()) {
+    rows.push_back({absl::StrCat("offline LUN ", lun.id()), lun.reason()});
+  }
+  return FormatTable({"FIELD", "VALUE"}, rows);
+}
+
 int Run(const std::vector<std::string>& command) {
   if (command.empty()) return UsageError("no command given");
 
@@ -398,6 +436,39 @@ int Run(const std::vector<std::string>& command) {
     } else {
       return UsageError(absl::StrCat("bad use of \"lif ", sub, "\""));
     }
+  } else if (verb == "fault" && command.size() == 3 &&
+             command[1] == "mailbox") {
+    if (command[2] != "stop" && command[2] != "start") {
+      return UsageError("fault mailbox takes stop or start");
+    }
+    MailboxFaultRequest request;
+    request.set_stopped(command[2] == "stop");
+    google::protobuf::util::MessageToJsonString(request, &body);
+    method = "POST";
+    path = "/api/v1/faults/mailbox";
+  } else if (verb == "ha" && command.size() >= 2) {
+    const std::string& sub = command[1];
+    if (sub == "status" && expect_args(2)) {
+      path = "/api/v1/ha";
+    } else if ((sub == "takeover" || sub == "giveback") && expect_args(2)) {
+      method = "POST";
+      body = "{}";
+      path = absl::StrCat("/api/v1/ha/", sub);
+    } else if (sub == "clear-offline") {
+      HaClearOfflineRequest request;
+      for (size_t i = 2; i < command.size(); ++i) {
+        uint64_t id = 0;
+        if (!absl::SimpleAtoi(command[i], &id)) {
+          return UsageError(absl::StrCat("invalid LUN id \"", command[i], "\""));
+        }
+        request.add_luns(id);
+      }
+      google::protobuf::util::MessageToJsonString(request, &body);
+      method = "POST";
+      path = "/api/v1/ha/clear-offline";
+    } else {
+      return UsageError(absl::StrCat("bad use of \"ha ", sub, "\""));
+    }
   } else if (verb == "fault" && expect_args(4) && command[1] == "port") {
     if (command[3] != "down" && command[3] != "up") {
       return UsageError("fault port NAME takes down or up");
@@ -462,6 +533,10 @@ int Run(const std::vector<std::string>& command) {
     std::cout << "LIF " << lif.name() << " now on " << lif.current_node()
               << (lif.current_port().empty() ? "" : "/" + lif.current_port())
               << "\n";
+  } else if (verb == "ha" || path == "/api/v1/faults/mailbox") {
+    HaStatus ha;
+    if (!ParseReply(reply, ha)) return kExitApiError;
+    std::cout << HaDetails(ha);
   } else if (verb == "fault") {
     PortStatus port;
     if (!ParseReply(reply, port)) return kExitApiError;

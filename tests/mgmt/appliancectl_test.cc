@@ -210,6 +210,41 @@ TEST_F(AppliancectlTest, UntrustedCertificateFails) {
   EXPECT_EQ(insecure.exit_code, 0) << insecure.err;
 }
 
+TEST_F(AppliancectlTest, HaStatusActionsAndMailboxFault) {
+  env_.ha.status.set_node_name("node-b");
+  env_.ha.status.set_state("in_takeover");
+  env_.ha.status.set_partner_name("node-a");
+  env_.ha.status.set_partner_state("failed");
+  env_.ha.status.add_luns_served(0);
+  env_.ha.status.add_luns_served(1);
+  env_.ha.status.mutable_last_takeover()->set_partner("node-a");
+  env_.ha.status.mutable_last_takeover()->set_replayed_entries(12);
+  CliResult status = RunCli(With({"ha", "status"}));
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("in_takeover"));
+  EXPECT_THAT(status.out, HasSubstr("node-a (failed"));
+  EXPECT_THAT(status.out, HasSubstr("0,1"));
+  EXPECT_THAT(status.out, HasSubstr("replayed 12"));
+
+  CliResult takeover = RunCli(With({"ha", "takeover"}));
+  EXPECT_EQ(takeover.exit_code, 0) << takeover.err;
+  EXPECT_EQ(env_.ha.takeovers, 1);
+  env_.ha.error = absl::FailedPreconditionError("partner is not waiting for giveback");
+  CliResult giveback = RunCli(With({"ha", "giveback"}));
+  EXPECT_EQ(giveback.exit_code, 1);
+  EXPECT_THAT(giveback.err, HasSubstr("not waiting for giveback (HTTP 409)"));
+  env_.ha.error = absl::OkStatus();
+  CliResult clear = RunCli(With({"ha", "clear-offline", "3", "5"}));
+  EXPECT_EQ(clear.exit_code, 0) << clear.err;
+  ASSERT_EQ(env_.ha.cleared.luns_size(), 2);
+  EXPECT_EQ(env_.ha.cleared.luns(0), 3u);
+
+  CliResult stop = RunCli(With({"fault", "mailbox", "stop"}));
+  EXPECT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_THAT(stop.out, HasSubstr("stopped (fault)"));
+  EXPECT_TRUE(env_.ha.status.mailbox_writes_stopped());
+}
+
 TEST_F(AppliancectlTest, UsageErrorsExit2WithoutRequests) {
   const std::vector<std::vector<std::string>> usage_errors = {
       {},
@@ -227,6 +262,10 @@ TEST_F(AppliancectlTest, UsageErrorsExit2WithoutRequests) {
       {"lif", "migrate", "lif-a1"},
       {"fault", "port", "e0a"},
       {"fault", "port", "e0a", "sideways"},
+      {"fault", "mailbox", "pause"},
+      {"ha"},
+      {"ha", "status", "extra"},
+      {"ha", "clear-offline", "zero"},
   };
   for (const auto& command : usage_errors) {
     CliResult result = RunCli(With(command));
