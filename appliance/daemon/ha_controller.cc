@@ -128,6 +128,12 @@ void HaController::Evaluate() {
   const std::optional<ha::Fence> fenced_by = mailbox_->fenced_by_partner();
   const bool isolated = mailbox_->self_isolated();
   const ha::PartnerVerdict verdict = mailbox_->verdict();
+  bool partner_seen_alive = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (verdict == ha::PartnerVerdict::kAlive) partner_seen_alive_ = true;
+    partner_seen_alive = partner_seen_alive_;
+  }
   switch (state()) {
     case ha::HA_ACTIVE:
       if (fenced_by.has_value()) {
@@ -141,7 +147,10 @@ void HaController::Evaluate() {
         Fence(true);
         SetState(ha::HA_STANDBY);
       } else if (verdict == ha::PartnerVerdict::kDead &&
-                 options_.auto_takeover) {
+                 options_.auto_takeover && partner_seen_alive) {
+        // Only a partner seen up on both links since this node started:
+        // one that never came up (a pair starting, one node slower) has
+        // served nothing and mirrored nothing here.
         absl::Status s = DoTakeover(
             false, "partner dead: interconnect and mailbox silent");
         if (!s.ok()) LOG(ERROR) << "HA: takeover failed: " << s;

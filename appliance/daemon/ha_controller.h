@@ -4,7 +4,8 @@
 // It watches the failure detector (appliance/ha MailboxHeartbeat: the
 // interconnect and the shared-storage mailbox) and acts:
 //
-//   partner dead (both links silent past the detection time)
+//   partner dead (both links silent past the detection time), after it was
+//   seen alive on both links since this node started
 //     -> takeover: fence the partner in this node's mailbox, wait a grace
 //        period (a partner that is alive but cut off stops serving on its own
 //        by then), freeze the partner's NVLOG copy, check it (no gap, resync
@@ -147,6 +148,9 @@ class HaController : public virtual_target::AccessGate,
   // LUNs taken over and kept offline, with the reason.
   std::map<uint64_t, std::string> offline_ ABSL_GUARDED_BY(mu_);
   uint64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // The partner was alive on both links at least once since this node
+  // started (automatic takeover needs it).
+  bool partner_seen_alive_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time partner_waiting_since_ ABSL_GUARDED_BY(mu_) =
       absl::InfiniteFuture();
   uint64_t takeovers_ ABSL_GUARDED_BY(mu_) = 0;

@@ -177,7 +177,7 @@ Mailbox::Mailbox(std::string own_node, std::string partner_node,
 
 Mailbox::~Mailbox() { ::close(own_fd_); }
 
-absl::Status Mailbox::WriteOwn(const MailboxRecord& record) {
+absl::Status Mailbox::WriteOwn(const MailboxRecord& record, bool durable) {
   if (!record.node_name().empty() && record.node_name() != own_node_) {
     return absl::InvalidArgumentError(absl::StrCat("mailbox of ", own_node_,
                                                    " cannot hold a record of ",
@@ -204,7 +204,7 @@ absl::Status Mailbox::WriteOwn(const MailboxRecord& record) {
     if (n == 0) return absl::DataLossError("pwrite wrote nothing");
     done += static_cast<size_t>(n);
   }
-  if (options_.sync) {
+  if (options_.sync && durable) {
     while (::fdatasync(own_fd_) != 0) {
       if (errno != EINTR) return Errno(errno, "fdatasync", own_path_);
     }

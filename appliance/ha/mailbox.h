@@ -83,7 +83,9 @@ class Mailbox {
   // Replaces this node's record. record.node_name must be empty (it is then
   // filled in) or the own node's name (kInvalidArgument otherwise, or when
   // the record is too large). I/O errors come back as the errno's status.
-  absl::Status WriteOwn(const MailboxRecord& record);
+  // durable: fdatasync after the write (when Options::sync); false for a
+  // record whose loss in a crash does not matter (a plain heartbeat beat).
+  absl::Status WriteOwn(const MailboxRecord& record, bool durable = true);
 
   // The partner's current record. kNotFound when the partner has not written
   // one yet (no file, or an empty file); kDataLoss for a torn, corrupt or short

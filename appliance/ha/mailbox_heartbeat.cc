@@ -233,7 +233,18 @@ absl::Status MailboxHeartbeat::WriteRecord(bool shutting_down) {
     record.set_beat(++beat_);
     if (fence_.has_value()) *record.mutable_fence() = *fence_;
   }
-  absl::Status status = mailbox_->WriteOwn(record);
+  // Only a record that changes what a restart or the partner must rely on
+  // (state, fence, shutting down) waits for fdatasync; a plain beat does not,
+  // so a storage device slowed by other writeback (fdatasync taking seconds)
+  // does not make a healthy node look isolated. The partner reads the block
+  // through the same cache (on a shared array the mailbox would be written
+  // with O_DIRECT instead).
+  std::string durable_part = absl::StrCat(static_cast<int>(state), "/",
+                                          record.fence().SerializeAsString(),
+                                          "/", shutting_down);
+  const bool durable = durable_part != last_durable_part_;
+  absl::Status status = mailbox_->WriteOwn(record, durable);
+  if (status.ok() && durable) last_durable_part_ = std::move(durable_part);
   const absl::Time done = options_.now();
   bool was_ok;
   {

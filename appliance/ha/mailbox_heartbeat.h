@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -177,6 +178,8 @@ class MailboxHeartbeat {
 
   // Held across each mailbox write; taken before mu_.
   absl::Mutex write_mu_;
+  // State, fence and shutting_down of the last record written durably.
+  std::string last_durable_part_ ABSL_GUARDED_BY(write_mu_);
   mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

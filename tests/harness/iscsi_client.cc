@@ -1,5 +1,9 @@
 #include "tests/harness/iscsi_client.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
@@ -12,7 +16,10 @@ void ContextDeleter::operator()(iscsi_context* c) const {
 
 void TaskDeleter::operator()(scsi_task* t) const { scsi_free_scsi_task(t); }
 
-Initiator Connect(const std::string& url, const std::string& initiator_name) {
+namespace {
+
+// One login attempt; logs libiscsi's reason when it fails.
+Initiator ConnectOnce(const std::string& url, const std::string& initiator_name) {
   Initiator ctx(iscsi_create_context(initiator_name.c_str()));
   if (!ctx) return nullptr;
   iscsi_url* parsed = iscsi_parse_full_url(ctx.get(), url.c_str());
@@ -22,12 +29,28 @@ Initiator Connect(const std::string& url, const std::string& initiator_name) {
   const int lun = parsed->lun;
   int rc = iscsi_full_connect_sync(ctx.get(), parsed->portal, lun);
   iscsi_destroy_url(parsed);
-  if (rc != 0) return nullptr;
+  if (rc != 0) {
+    fprintf(stderr, "iscsi_client: %s as %s: %s\n", url.c_str(),
+            initiator_name.c_str(), iscsi_get_error(ctx.get()));
+    return nullptr;
+  }
   for (int i = 0; i < 5; ++i) {
     Task t(iscsi_testunitready_sync(ctx.get(), lun));
     if (t && t->status == SCSI_STATUS_GOOD) break;
   }
   return ctx;
+}
+
+}  // namespace
+
+Initiator Connect(const std::string& url, const std::string& initiator_name) {
+  // A real initiator retries a failed login; so does this one, three times
+  // over about a second (each failure is logged with libiscsi's reason).
+  for (int attempt = 0;; ++attempt) {
+    Initiator ctx = ConnectOnce(url, initiator_name);
+    if (ctx || attempt == 3) return ctx;
+    usleep(300 * 1000);
+  }
 }
 
 int Write16(iscsi_context* c, int lun, uint64_t lba, std::vector<uint8_t>& data,
