@@ -221,8 +221,9 @@ TEST_F(JournalTest, ConcurrentWritersAllCompleteAndAllRetire) {
   ASSERT_TRUE(journal_->RetireAll().ok());
   EXPECT_EQ(log_->stats().entries, 0u);
   EXPECT_EQ(journal_->stats().retired, static_cast<uint64_t>(kThreads * kWrites));
-  // Group commit: far fewer round trips than writes.
-  EXPECT_LT(log_->stats().batches_sent, static_cast<uint64_t>(kThreads * kWrites));
+  // How many round trips these writers shared depends on thread timing; group
+  // commit itself is asserted deterministically in
+  // NvlogTest.ConcurrentAppendsShareRoundTrips.
 }
 
 TEST(JournalTimerTest, PeriodicPassRetiresWithoutBeingAsked) {
