@@ -189,7 +189,16 @@ std::string PartnerChannel::partner_state() const {
 }
 
 int PartnerChannel::AddStateListener(std::function<void(bool)> listener) {
+  // Under listeners_mu_, which Recompute holds from reading the view to the
+  // last listener call: the listener hears the view at registration and then
+  // every change after it, none missed (the link may well be up already).
   absl::MutexLock l(&listeners_mu_);
+  bool now;
+  {
+    absl::MutexLock state_lock(&mu_);
+    now = view_;
+  }
+  listener(now);
   const int id = next_listener_id_++;
   listeners_.emplace(id, std::move(listener));
   return id;

@@ -115,10 +115,13 @@ class PartnerChannel {
   std::string partner_state() const;
   uint64_t heartbeats_answered() const { return answered_.load(); }
 
-  // Calls listener(connected) on every change of connected(), from an internal
-  // thread, never under a lock of the caller. A listener must not block or
-  // call Add/RemoveStateListener. Returns an id for RemoveStateListener, which
-  // returns only when no call of that listener is running.
+  // Calls listener(connected) once at once, from this call, with the current
+  // view (the link may be up before anyone listens), then on every change of
+  // connected(), from an internal thread, never under a lock of the caller. A
+  // listener must not block or call Add/RemoveStateListener, and the caller of
+  // AddStateListener must not hold a lock the listener takes. Returns an id
+  // for RemoveStateListener, which returns only when no call of that listener
+  // is running.
   int AddStateListener(std::function<void(bool connected)> listener);
   void RemoveStateListener(int id);
 

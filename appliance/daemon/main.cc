@@ -328,9 +328,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     const std::string partner_name = b.partner_name();
     partner_channel->AddStateListener(
         [link_up, engine_ptr, partner_name](bool connected) {
+          // The first call is the view at registration (often still down).
+          if (link_up->exchange(connected) == connected) return;
           LOG(INFO) << "interconnect to " << partner_name
                     << (connected ? " up" : " down");
-          link_up->store(connected);
           engine_ptr->NotifyAsymmetricAccessStateChanged();
         });
   }

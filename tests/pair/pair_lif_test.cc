@@ -65,7 +65,8 @@ class PairLifTest : public ::testing::Test {
     setenv("PAIR_ISCSI_PORT", "33260", 1);
     setenv("PAIR_MGMT_PORT", "38443", 1);
     setenv("PAIR_IC_PORT", "37100", 1);
-    up_ = Shell(Pair("up") + " > " + dir_ + ".log 2>&1").exit_code == 0;
+    up_ = Shell(Pair("up") + " > " + dir_ + ".log 2>&1 || { tail -40 " + dir_ +
+                ".log >&2; false; }").exit_code == 0;
   }
   static void TearDownTestSuite() { (void)Shell(Pair("down") + " > /dev/null 2>&1"); }
   void SetUp() override { ASSERT_TRUE(up_) << "pair up failed, see " << dir_ << ".log"; }

@@ -36,7 +36,7 @@ class PairScsiTest : public ::testing::Test {
     setenv("PAIR_MGMT_PORT", "28443", 1);
     setenv("PAIR_IC_PORT", "27100", 1);
     std::string up = std::string(getenv("PAIR")) + " up " + dir_ + " > " +
-                     dir_ + ".log 2>&1";
+                     dir_ + ".log 2>&1 || { tail -40 " + dir_ + ".log >&2; false; }";
     up_ = std::system(up.c_str()) == 0;
   }
   static void TearDownTestSuite() {
