@@ -73,6 +73,14 @@ absl::StatusOr<std::shared_ptr<const scsi::ItNexus>> DecodeNexus(
   return intern(std::move(n));
 }
 
+// Copies protobuf bytes into a byte vector as one memmove (a range assign
+// from std::string iterators copies byte by byte).
+template <typename ByteVector>
+void AssignBytes(const std::string& from, ByteVector* to) {
+  const auto* p = reinterpret_cast<const uint8_t*>(from.data());
+  to->assign(p, p + from.size());
+}
+
 }  // namespace
 
 absl::Status EncodeScsiCommand(const scsi::Task& task,
@@ -125,8 +133,8 @@ scsi::TaskResponse DecodeScsiCompletion(interconnect::ScsiCompletion* c,
   }
   scsi::TaskResponse r;
   r.status = static_cast<scsi::ScsiStatus>(c->status());
-  r.sense.assign(c->sense().begin(), c->sense().end());
-  r.data_in.assign(c->data_in().begin(), c->data_in().end());
+  AssignBytes(c->sense(), &r.sense);
+  AssignBytes(c->data_in(), &r.data_in);
   r.wanted_data_in_length = c->wanted_data_in_length();
   r.wanted_data_out_length = c->wanted_data_out_length();
   r.aborted = c->aborted();
@@ -167,11 +175,11 @@ absl::StatusOr<std::unique_ptr<scsi::Task>> DecodeScsiCommand(
   auto task = std::make_unique<scsi::Task>();
   task->nexus = std::move(*nexus);
   task->lun = command->lun();
-  task->cdb.assign(cdb.begin(), cdb.end());
+  AssignBytes(cdb, &task->cdb);
   task->attribute = static_cast<scsi::TaskAttribute>(command->task_attribute());
   task->tag = command->tag();
   task->expected_data_in_length = command->expected_data_in_length();
-  task->data_out.assign(command->data_out().begin(), command->data_out().end());
+  AssignBytes(command->data_out(), &task->data_out);
   command->clear_data_out();
   return task;
 }

@@ -43,11 +43,11 @@ scsi::TaskResponse AbortedResponse() {
 // nothing: OnDone deletes) until the read side has ended, so writes started
 // under mu_ while usable never race with OnDone.
 class LocalVirtualAdapter::Stream
-    : public grpc::ClientBidiReactor<interconnect::Envelope,
-                                     interconnect::Completion> {
+    : public grpc::ClientBidiReactor<interconnect::EnvelopeBatch,
+                                     interconnect::CompletionBatch> {
  public:
   Stream(LocalVirtualAdapter& adapter, int slot)
-      : slot(slot), adapter_(adapter) {}
+      : slot(slot), adapter_(adapter), writes_(adapter.options_.max_batch_bytes) {}
 
   void Begin() {
     adapter_.stub_->async()->Exchange(&context, this);
@@ -56,13 +56,13 @@ class LocalVirtualAdapter::Stream
     StartCall();
   }
 
-  // Queues e (writes go one at a time, in order).
+  // Queues e (in order; what queues while a write is in flight leaves as one
+  // batch).
   void Write(interconnect::Envelope e) {
     if (!usable) return;
-    writes_.push_back(std::move(e));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&writes_.front());
+    if (interconnect::EnvelopeBatch* b = writes_.Add(std::move(e))) {
+      adapter_.stats_.batches_sent++;
+      StartWrite(b);
     }
   }
 
@@ -77,7 +77,7 @@ class LocalVirtualAdapter::Stream
       adapter_.OnStreamBroken(this);
       return;
     }
-    adapter_.OnCompletion(this, &read_buffer_);
+    adapter_.OnCompletions(this, &read_buffer_);
     read_buffer_.Clear();
     // Keep reading even when cancelled: the failed read is what ends it.
     StartRead(&read_buffer_);
@@ -85,14 +85,11 @@ class LocalVirtualAdapter::Stream
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&adapter_.mu_);
-    writes_.pop_front();
-    if (!ok) writes_.clear();  // the call is over; the read side reports it
-    if (!writes_.empty() && usable) {
-      StartWrite(&writes_.front());
-    } else {
-      writes_.clear();
-      writing_ = false;
-    }
+    // Once cancelled, what waits is dropped (its commands have failed).
+    interconnect::EnvelopeBatch* next = writes_.WriteDone(ok && usable);
+    if (next == nullptr) return;
+    adapter_.stats_.batches_sent++;
+    StartWrite(next);
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -110,9 +107,8 @@ class LocalVirtualAdapter::Stream
 
  private:
   LocalVirtualAdapter& adapter_;
-  interconnect::Completion read_buffer_;
-  std::deque<interconnect::Envelope> writes_;
-  bool writing_ = false;
+  interconnect::CompletionBatch read_buffer_;
+  WriteBatcher<interconnect::EnvelopeBatch> writes_;
 };
 
 LocalVirtualAdapter::LocalVirtualAdapter(interconnect::PartnerChannel& link,
@@ -130,6 +126,9 @@ absl::StatusOr<std::unique_ptr<LocalVirtualAdapter>> LocalVirtualAdapter::Create
   }
   if (options.max_outstanding_requests_per_stream < 1) {
     return absl::InvalidArgumentError("max_outstanding_requests_per_stream < 1");
+  }
+  if (options.max_batch_bytes < 1) {
+    return absl::InvalidArgumentError("max_batch_bytes < 1");
   }
   if (options.command_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("command_timeout must be positive");
@@ -153,6 +152,7 @@ LocalVirtualAdapter::~LocalVirtualAdapter() {
     for (Stream* s : live_streams_) s->Cancel();
   }
   for (auto& c : cb) std::move(c)();
+  stop_timer_.Notify();
   timer_.join();
   absl::MutexLock l(&mu_);
   auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -196,9 +196,6 @@ void LocalVirtualAdapter::Forward(std::unique_ptr<scsi::Task> task,
       p.bytes = task->data_out.size() + task->expected_data_in_length;
       p.deadline = absl::Now() + options_.command_timeout;
       p.envelope = std::move(envelope);
-      if (deadlines_.empty() || p.deadline < deadlines_.begin()->first) {
-        deadline_generation_++;
-      }
       deadlines_.emplace(p.deadline, id);
       pending_.emplace(id, std::move(p));
       fifo_.push_back(id);
@@ -270,9 +267,6 @@ void LocalVirtualAdapter::ForwardTaskManagement(scsi::TmfRequest request,
         p.lun = request.lun;
         p.deadline = absl::Now() + options_.command_timeout;
         p.envelope = std::move(envelope);
-        if (deadlines_.empty() || p.deadline < deadlines_.begin()->first) {
-          deadline_generation_++;
-        }
         deadlines_.emplace(p.deadline, id);
         auto it = pending_.emplace(id, std::move(p)).first;
         SendLocked(main, id, it->second);
@@ -424,34 +418,42 @@ void LocalVirtualAdapter::FailAllLocked(Callbacks* cb) {
 // ---------------------------------------------------------------------------
 // Stream reactions and the link
 
-void LocalVirtualAdapter::OnCompletion(Stream* s, interconnect::Completion* c) {
+void LocalVirtualAdapter::OnCompletions(Stream* s,
+                                        interconnect::CompletionBatch* batch) {
   Callbacks cb;
   {
     absl::MutexLock l(&mu_);
-    auto it = pending_.find(c->request_id());
-    // Unknown ids: a timed-out command, or a fire-and-forget ABORT TASK.
-    if (it == pending_.end() || it->second.stream != s) return;
-    Pending p = TakeLocked(c->request_id());
-    if (p.is_tmf) {
-      const scsi::TmfResult result =
-          c->has_tmf() ? DecodeTmfCompletion(c->tmf()) : scsi::TmfResult::kRejected;
-      cb.push_back([d = std::move(p.tmf_done), result]() mutable {
-        std::move(d)(result);
-      });
-    } else {
-      stats_.completed++;
-      scsi::TaskResponse r =
-          c->has_scsi() ? DecodeScsiCompletion(c->mutable_scsi(),
-                                               p.expected_data_in_length,
-                                               options_.limits)
-                        : InternalTargetFailureResponse();
-      cb.push_back([d = std::move(p.task_done), r = std::move(r)]() mutable {
-        std::move(d)(std::move(r));
-      });
+    for (interconnect::Completion& c : *batch->mutable_items()) {
+      CompleteLocked(s, &c, &cb);
     }
     DispatchLocked(&cb);
   }
   for (auto& f : cb) std::move(f)();
+}
+
+void LocalVirtualAdapter::CompleteLocked(Stream* s, interconnect::Completion* c,
+                                         Callbacks* cb) {
+  auto it = pending_.find(c->request_id());
+  // Unknown ids: a timed-out command, or a fire-and-forget ABORT TASK.
+  if (it == pending_.end() || it->second.stream != s) return;
+  Pending p = TakeLocked(c->request_id());
+  if (p.is_tmf) {
+    const scsi::TmfResult result =
+        c->has_tmf() ? DecodeTmfCompletion(c->tmf()) : scsi::TmfResult::kRejected;
+    cb->push_back([d = std::move(p.tmf_done), result]() mutable {
+      std::move(d)(result);
+    });
+    return;
+  }
+  stats_.completed++;
+  scsi::TaskResponse r =
+      c->has_scsi() ? DecodeScsiCompletion(c->mutable_scsi(),
+                                           p.expected_data_in_length,
+                                           options_.limits)
+                    : InternalTargetFailureResponse();
+  cb->push_back([d = std::move(p.task_done), r = std::move(r)]() mutable {
+    std::move(d)(std::move(r));
+  });
 }
 
 void LocalVirtualAdapter::OnStreamBroken(Stream* s) {
@@ -490,40 +492,32 @@ void LocalVirtualAdapter::OnLinkChange(bool connected) {
 }
 
 void LocalVirtualAdapter::TimerLoop() {
-  mu_.Lock();
-  while (!shutting_down_) {
-    const uint64_t generation = deadline_generation_;
-    auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return shutting_down_ || deadline_generation_ != generation;
-    };
-    if (deadlines_.empty()) {
-      mu_.Await(absl::Condition(&changed));
-      continue;
-    }
-    const absl::Time first = deadlines_.begin()->first;
-    if (absl::Now() < first) {
-      mu_.AwaitWithDeadline(absl::Condition(&changed), first);
-      continue;
-    }
+  // A periodic sweep, off mu_: waiting on mu_ with a condition would put a
+  // waiter on the lock every command takes (and wake this thread whenever the
+  // earliest deadline changed, i.e. on every command at queue depth 1).
+  const absl::Duration tick =
+      std::clamp(options_.command_timeout / 10, absl::Milliseconds(1),
+                 absl::Milliseconds(100));
+  while (!stop_timer_.WaitForNotificationWithTimeout(tick)) {
     Callbacks cb;
-    const absl::Time now = absl::Now();
-    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-      const uint64_t id = deadlines_.begin()->second;
-      Pending& p = pending_[id];
-      if (!p.is_tmf) {
-        stats_.timed_out++;
-        if (p.stream != nullptr && p.stream->usable) {
-          SendAbortTaskLocked(p.stream, p.nexus, p.lun, p.tag);
+    {
+      absl::MutexLock l(&mu_);
+      const absl::Time now = absl::Now();
+      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        const uint64_t id = deadlines_.begin()->second;
+        Pending& p = pending_[id];
+        if (!p.is_tmf) {
+          stats_.timed_out++;
+          if (p.stream != nullptr && p.stream->usable) {
+            SendAbortTaskLocked(p.stream, p.nexus, p.lun, p.tag);
+          }
         }
+        FailLocked(id, &cb, scsi::TmfResult::kRejected);
       }
-      FailLocked(id, &cb, scsi::TmfResult::kRejected);
+      DispatchLocked(&cb);
     }
-    DispatchLocked(&cb);
-    mu_.Unlock();
     for (auto& f : cb) std::move(f)();
-    mu_.Lock();
   }
-  mu_.Unlock();
 }
 
 }  // namespace vadapter

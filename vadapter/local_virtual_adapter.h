@@ -44,11 +44,13 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "interconnect/partner_channel.h"
 #include "interconnect/proxy.grpc.pb.h"
 #include "target/virtual_target/module.h"
 #include "vadapter/envelope.h"
+#include "vadapter/write_batcher.h"
 
 namespace vadapter {
 
@@ -67,6 +69,9 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
     // unavailable sense (a TMF with kRejected); a command also gets an ABORT
     // TASK to the owner.
     absl::Duration command_timeout = absl::Seconds(30);
+    // Largest batch of envelopes in one stream message (a single larger
+    // envelope goes alone); must fit the interconnect's message limit.
+    size_t max_batch_bytes = 4u * 1024 * 1024;
     EnvelopeLimits limits;
   };
 
@@ -77,6 +82,7 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
     uint64_t timed_out = 0;        // of which by command_timeout
     uint64_t task_set_full = 0;    // FIFO overflow
     uint64_t streams_opened = 0;
+    uint64_t batches_sent = 0;     // stream messages (each 1+ envelopes)
     size_t outstanding = 0;        // on streams now
     size_t queued = 0;             // in the FIFO now
   };
@@ -146,7 +152,9 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
   Pending TakeLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // From Stream reactions.
-  void OnCompletion(Stream* s, interconnect::Completion* c);
+  void OnCompletions(Stream* s, interconnect::CompletionBatch* batch);
+  void CompleteLocked(Stream* s, interconnect::Completion* c, Callbacks* cb)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStreamBroken(Stream* s);
   void OnStreamDone(Stream* s);
 
@@ -165,13 +173,13 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
   std::deque<uint64_t> fifo_ ABSL_GUARDED_BY(mu_);  // may hold stale ids
   size_t queued_ ABSL_GUARDED_BY(mu_) = 0;           // live ids in fifo_
   std::set<std::pair<absl::Time, uint64_t>> deadlines_ ABSL_GUARDED_BY(mu_);
-  uint64_t deadline_generation_ ABSL_GUARDED_BY(mu_) = 0;
   // Stream slots (null or broken: reopened on demand) and every stream gRPC
   // still holds (until OnDone).
   std::vector<Stream*> slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<Stream*> live_streams_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 
+  absl::Notification stop_timer_;
   std::thread timer_;
 };
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "vadapter/write_batcher.h"
 
 namespace vadapter {
 
@@ -13,8 +14,8 @@ namespace vadapter {
 // completions may arrive later, so they hold the Shared state (not the
 // reactor) and drop their answer once the stream has finished.
 class PartnerVirtualAdapter::Stream
-    : public grpc::ServerBidiReactor<interconnect::Envelope,
-                                     interconnect::Completion> {
+    : public grpc::ServerBidiReactor<interconnect::EnvelopeBatch,
+                                     interconnect::CompletionBatch> {
  public:
   struct Outstanding {
     std::shared_ptr<const scsi::ItNexus> nexus;
@@ -23,10 +24,11 @@ class PartnerVirtualAdapter::Stream
   };
 
   struct Shared {
+    explicit Shared(size_t max_batch_bytes) : writes(max_batch_bytes) {}
+
     absl::Mutex mu;
     Stream* reactor ABSL_GUARDED_BY(mu);  // null once finished
-    std::deque<interconnect::Completion> writes ABSL_GUARDED_BY(mu);
-    bool writing ABSL_GUARDED_BY(mu) = false;
+    WriteBatcher<interconnect::CompletionBatch> writes ABSL_GUARDED_BY(mu);
     bool finish_requested ABSL_GUARDED_BY(mu) = false;
     absl::flat_hash_map<uint64_t, Outstanding> outstanding ABSL_GUARDED_BY(mu);
 
@@ -36,21 +38,19 @@ class PartnerVirtualAdapter::Stream
       absl::MutexLock l(&mu);
       if (finishes_task) outstanding.erase(c.request_id());
       if (reactor == nullptr || finish_requested) return;
-      writes.push_back(std::move(c));
-      if (!writing) {
-        writing = true;
-        reactor->StartWrite(&writes.front());
+      if (interconnect::CompletionBatch* b = writes.Add(std::move(c))) {
+        reactor->StartWrite(b);
       }
     }
   };
 
   Stream(PartnerVirtualAdapter& adapter) : adapter_(adapter) {
-    shared_ = std::make_shared<Shared>();
+    shared_ = std::make_shared<Shared>(adapter_.options_.max_batch_bytes);
     absl::MutexLock l(&shared_->mu);
     shared_->reactor = this;
     adapter_.streams_opened_++;
     adapter_.open_streams_++;
-    StartRead(&envelope_);
+    StartRead(&batch_);
   }
 
   void OnReadDone(bool ok) override {
@@ -58,22 +58,23 @@ class PartnerVirtualAdapter::Stream
       EndOfRequests();
       return;
     }
-    adapter_.envelopes_++;
-    Handle(std::move(envelope_));
-    envelope_.Clear();
+    adapter_.batches_++;
+    adapter_.envelopes_ += batch_.items_size();
+    for (interconnect::Envelope& e : *batch_.mutable_items()) Handle(&e);
+    batch_.Clear();
     absl::MutexLock l(&shared_->mu);
-    if (!shared_->finish_requested) StartRead(&envelope_);
+    if (!shared_->finish_requested) StartRead(&batch_);
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&shared_->mu);
-    shared_->writes.pop_front();
-    if (!ok) shared_->writes.clear();  // the call is gone
-    if (!shared_->writes.empty() && !shared_->finish_requested) {
-      StartWrite(&shared_->writes.front());
+    // !ok: the call is gone; finishing: nothing more is written.
+    interconnect::CompletionBatch* next =
+        shared_->writes.WriteDone(ok && !shared_->finish_requested);
+    if (next != nullptr) {
+      StartWrite(next);
       return;
     }
-    shared_->writing = false;
     if (shared_->finish_requested) Finish(grpc::Status::OK);
   }
 
@@ -96,10 +97,8 @@ class PartnerVirtualAdapter::Stream
       for (auto& [id, o] : shared_->outstanding) abort.push_back(o);
       shared_->outstanding.clear();
       shared_->finish_requested = true;
-      shared_->writes.erase(
-          shared_->writes.begin() + (shared_->writing ? 1 : 0),
-          shared_->writes.end());
-      if (!shared_->writing) Finish(grpc::Status::OK);
+      shared_->writes.DropQueued();
+      if (!shared_->writes.writing()) Finish(grpc::Status::OK);
     }
     for (Outstanding& o : abort) {
       adapter_.aborted_on_stream_end_++;
@@ -125,14 +124,14 @@ class PartnerVirtualAdapter::Stream
     shared_->Write(std::move(c));
   }
 
-  void Handle(interconnect::Envelope envelope) {
-    const uint64_t id = envelope.request_id();
-    switch (envelope.payload_case()) {
+  void Handle(interconnect::Envelope* envelope) {
+    const uint64_t id = envelope->request_id();
+    switch (envelope->payload_case()) {
       case interconnect::Envelope::kScsiCommand:
-        HandleCommand(id, envelope.mutable_scsi_command());
+        HandleCommand(id, envelope->mutable_scsi_command());
         return;
       case interconnect::Envelope::kTaskManagement:
-        HandleTmf(id, envelope.task_management());
+        HandleTmf(id, envelope->task_management());
         return;
       case interconnect::Envelope::PAYLOAD_NOT_SET:
         Reject(id, false, absl::InvalidArgumentError("empty envelope"));
@@ -204,7 +203,7 @@ class PartnerVirtualAdapter::Stream
 
   PartnerVirtualAdapter& adapter_;
   std::shared_ptr<Shared> shared_;
-  interconnect::Envelope envelope_;
+  interconnect::EnvelopeBatch batch_;
 };
 
 PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
@@ -216,7 +215,7 @@ PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
   nexus_sweep_at_ = options_.max_nexuses;
 }
 
-grpc::ServerBidiReactor<interconnect::Envelope, interconnect::Completion>*
+grpc::ServerBidiReactor<interconnect::EnvelopeBatch, interconnect::CompletionBatch>*
 PartnerVirtualAdapter::Exchange(grpc::CallbackServerContext* context) {
   return new Stream(*this);
 }
@@ -254,6 +253,7 @@ void PartnerVirtualAdapter::ForgetNexus(const scsi::ItNexus& nexus) {
 PartnerVirtualAdapter::Stats PartnerVirtualAdapter::stats() const {
   Stats s;
   s.envelopes = envelopes_.load();
+  s.batches = batches_.load();
   s.rejected = rejected_.load();
   s.streams_opened = streams_opened_.load();
   s.aborted_on_stream_end = aborted_on_stream_end_.load();

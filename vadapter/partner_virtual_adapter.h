@@ -39,10 +39,14 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
     // Nexuses remembered (so every task of one nexus shares one ItNexus
     // object) before idle ones are forgotten; I_T NEXUS LOSS forgets one.
     size_t max_nexuses = 4096;
+    // Largest batch of completions in one stream message (a single larger
+    // completion goes alone); must fit the interconnect's message limit.
+    size_t max_batch_bytes = 4u * 1024 * 1024;
   };
 
   struct Stats {
     uint64_t envelopes = 0;         // received
+    uint64_t batches = 0;           // stream messages received
     uint64_t rejected = 0;          // answered as malformed
     uint64_t streams_opened = 0;
     uint64_t aborted_on_stream_end = 0;  // ABORT TASKs issued for dead streams
@@ -56,7 +60,8 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
       : PartnerVirtualAdapter(router, Options()) {}
 
   // interconnect::Proxy
-  grpc::ServerBidiReactor<interconnect::Envelope, interconnect::Completion>*
+  grpc::ServerBidiReactor<interconnect::EnvelopeBatch,
+                          interconnect::CompletionBatch>*
   Exchange(grpc::CallbackServerContext* context) override;
 
   Stats stats() const;
@@ -75,6 +80,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
   const NexusInterner interner_;
 
   std::atomic<uint64_t> envelopes_{0};
+  std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> rejected_{0};
   std::atomic<uint64_t> streams_opened_{0};
   std::atomic<uint64_t> aborted_on_stream_end_{0};

@@ -333,6 +333,35 @@ interconnect::Envelope GoodRead(uint64_t id) {
   return e;
 }
 
+using RawStream = grpc::ClientReaderWriter<interconnect::EnvelopeBatch,
+                                           interconnect::CompletionBatch>;
+
+// Sends envelopes as one stream message.
+bool WriteBatch(RawStream& stream, const std::vector<interconnect::Envelope>& es) {
+  interconnect::EnvelopeBatch b;
+  for (const auto& e : es) *b.add_items() = e;
+  return stream.Write(b);
+}
+
+// Reads completions one at a time out of the stream's batches.
+class CompletionReader {
+ public:
+  explicit CompletionReader(RawStream& stream) : stream_(stream) {}
+  bool Read(interconnect::Completion* c) {
+    while (next_ >= batch_.items_size()) {
+      if (!stream_.Read(&batch_)) return false;
+      next_ = 0;
+    }
+    *c = batch_.items(next_++);
+    return true;
+  }
+
+ private:
+  RawStream& stream_;
+  interconnect::CompletionBatch batch_;
+  int next_ = 0;
+};
+
 TEST_F(AdapterTest, MalformedEnvelopesGetErrorCompletions) {
   Start();
   auto stub = interconnect::Proxy::NewStub(server_->InProcessChannel());
@@ -373,11 +402,14 @@ TEST_F(AdapterTest, MalformedEnvelopesGetErrorCompletions) {
   tmf_no_nexus.mutable_task_management()->set_function(0);
   bad.push_back(tmf_no_nexus);
 
-  for (auto& e : bad) ASSERT_TRUE(stream->Write(e));
-  ASSERT_TRUE(stream->Write(GoodRead(100)));
+  // All the bad ones in one batch, an empty batch, then a good one alone.
+  ASSERT_TRUE(WriteBatch(*stream, bad));
+  ASSERT_TRUE(WriteBatch(*stream, {}));
+  ASSERT_TRUE(WriteBatch(*stream, {GoodRead(100)}));
   std::map<uint64_t, interconnect::Completion> got;
   interconnect::Completion c;
-  while (got.size() < bad.size() + 1 && stream->Read(&c)) got[c.request_id()] = c;
+  CompletionReader reader(*stream);
+  while (got.size() < bad.size() + 1 && reader.Read(&c)) got[c.request_id()] = c;
   ASSERT_EQ(got.size(), bad.size() + 1);
   for (size_t i = 0; i < kScsiBad; ++i) {
     const uint64_t id = bad[i].request_id();
@@ -415,16 +447,17 @@ TEST_F(AdapterTest, DuplicateRequestIdIsRejected) {
   auto stub = interconnect::Proxy::NewStub(server_->InProcessChannel());
   grpc::ClientContext ctx;
   auto stream = stub->Exchange(&ctx);
-  ASSERT_TRUE(stream->Write(GoodRead(5)));
+  ASSERT_TRUE(WriteBatch(*stream, {GoodRead(5)}));
   ASSERT_TRUE(router_.WaitForHeld(1));
-  ASSERT_TRUE(stream->Write(GoodRead(5)));
+  ASSERT_TRUE(WriteBatch(*stream, {GoodRead(5)}));
   interconnect::Completion c;
-  ASSERT_TRUE(stream->Read(&c));
+  CompletionReader reader(*stream);
+  ASSERT_TRUE(reader.Read(&c));
   EXPECT_EQ(c.request_id(), 5u);
   EXPECT_EQ(c.scsi().status(),
             static_cast<uint32_t>(scsi::ScsiStatus::kCheckCondition));
   router_.ReleaseHeld();
-  ASSERT_TRUE(stream->Read(&c));
+  ASSERT_TRUE(reader.Read(&c));
   EXPECT_EQ(c.scsi().status(), 0u);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());

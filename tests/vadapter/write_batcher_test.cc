@@ -1,0 +1,92 @@
+// WriteBatcher: the first item of an idle stream leaves alone at once; what
+// queues behind an in-flight write leaves as one batch, in order, within the
+// byte bound; a failed write drops what waited.
+#include "vadapter/write_batcher.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "interconnect/proxy.pb.h"
+
+namespace vadapter {
+namespace {
+
+using Batcher = WriteBatcher<interconnect::EnvelopeBatch>;
+
+interconnect::Envelope Item(uint64_t id, size_t data_bytes = 0) {
+  interconnect::Envelope e;
+  e.set_request_id(id);
+  e.mutable_scsi_command()->set_data_out(std::string(data_bytes, 'd'));
+  return e;
+}
+
+std::vector<uint64_t> Ids(const interconnect::EnvelopeBatch& b) {
+  std::vector<uint64_t> ids;
+  for (const auto& e : b.items()) ids.push_back(e.request_id());
+  return ids;
+}
+
+TEST(WriteBatcherTest, IdleStreamSendsAtOnceAndQueuedItemsShareTheNextWrite) {
+  Batcher w(1 << 20);
+  interconnect::EnvelopeBatch* first = w.Add(Item(1));
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(Ids(*first), std::vector<uint64_t>({1}));
+  EXPECT_TRUE(w.writing());
+  for (uint64_t id = 2; id <= 5; ++id) EXPECT_EQ(w.Add(Item(id)), nullptr);
+  // The in-flight batch is never appended to.
+  EXPECT_EQ(Ids(*first), std::vector<uint64_t>({1}));
+  EXPECT_EQ(w.items(), 5u);
+  interconnect::EnvelopeBatch* next = w.WriteDone(true);
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(Ids(*next), std::vector<uint64_t>({2, 3, 4, 5}));
+  EXPECT_EQ(w.Add(Item(6)), nullptr);
+  next = w.WriteDone(true);
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(Ids(*next), std::vector<uint64_t>({6}));
+  EXPECT_EQ(w.WriteDone(true), nullptr);
+  EXPECT_FALSE(w.writing());
+  EXPECT_EQ(w.items(), 0u);
+  // Idle again: the next item leaves at once.
+  ASSERT_NE(w.Add(Item(7)), nullptr);
+}
+
+TEST(WriteBatcherTest, BatchesStayWithinTheByteBound) {
+  Batcher w(10000);
+  ASSERT_NE(w.Add(Item(1)), nullptr);
+  for (uint64_t id = 2; id <= 7; ++id) EXPECT_EQ(w.Add(Item(id, 3000)), nullptr);
+  // A single item beyond the bound still goes, alone.
+  EXPECT_EQ(w.Add(Item(8, 50000)), nullptr);
+  EXPECT_EQ(w.Add(Item(9)), nullptr);
+  std::vector<std::vector<uint64_t>> batches;
+  for (auto* b = w.WriteDone(true); b != nullptr; b = w.WriteDone(true)) {
+    EXPECT_TRUE(b->ByteSizeLong() <= 10000 || b->items_size() == 1);
+    batches.push_back(Ids(*b));
+  }
+  EXPECT_EQ(batches, std::vector<std::vector<uint64_t>>(
+                         {{2, 3, 4}, {5, 6, 7}, {8}, {9}}));
+}
+
+TEST(WriteBatcherTest, FailedWriteDropsWhatWaited) {
+  Batcher w(1 << 20);
+  ASSERT_NE(w.Add(Item(1)), nullptr);
+  EXPECT_EQ(w.Add(Item(2)), nullptr);
+  EXPECT_EQ(w.WriteDone(false), nullptr);
+  EXPECT_FALSE(w.writing());
+  EXPECT_EQ(w.items(), 0u);
+}
+
+TEST(WriteBatcherTest, DropQueuedKeepsOnlyTheInFlightBatch) {
+  Batcher w(1 << 20);
+  interconnect::EnvelopeBatch* first = w.Add(Item(1));
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(w.Add(Item(2)), nullptr);
+  w.DropQueued();
+  EXPECT_EQ(w.items(), 1u);
+  EXPECT_TRUE(w.writing());
+  EXPECT_EQ(Ids(*first), std::vector<uint64_t>({1}));
+  EXPECT_EQ(w.WriteDone(true), nullptr);
+  EXPECT_FALSE(w.writing());
+}
+
+}  // namespace
+}  // namespace vadapter
