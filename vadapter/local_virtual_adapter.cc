@@ -60,10 +60,7 @@ class LocalVirtualAdapter::Stream
   // batch).
   void Write(interconnect::Envelope e) {
     if (!usable) return;
-    if (interconnect::EnvelopeBatch* b = writes_.Add(std::move(e))) {
-      adapter_.stats_.batches_sent++;
-      StartWrite(b);
-    }
+    Send(writes_.Add(std::move(e)));
   }
 
   void Cancel() {
@@ -86,10 +83,7 @@ class LocalVirtualAdapter::Stream
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&adapter_.mu_);
     // Once cancelled, what waits is dropped (its commands have failed).
-    interconnect::EnvelopeBatch* next = writes_.WriteDone(ok && usable);
-    if (next == nullptr) return;
-    adapter_.stats_.batches_sent++;
-    StartWrite(next);
+    Send(writes_.WriteDone(ok && usable));
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -106,6 +100,13 @@ class LocalVirtualAdapter::Stream
   absl::flat_hash_set<uint64_t> ids;  // pending entries sent on this stream
 
  private:
+  // Hands batch (if any) to gRPC. Under the adapter's mu_.
+  void Send(interconnect::EnvelopeBatch* batch) {
+    if (batch == nullptr) return;
+    adapter_.stats_.batches_sent++;
+    StartWrite(batch);
+  }
+
   LocalVirtualAdapter& adapter_;
   interconnect::CompletionBatch read_buffer_;
   WriteBatcher<interconnect::EnvelopeBatch> writes_;

@@ -1,7 +1,6 @@
 #include "vadapter/partner_virtual_adapter.h"
 
 #include <algorithm>
-#include <deque>
 #include <utility>
 #include <vector>
 

@@ -32,60 +32,46 @@ class WriteBatcher {
   Batch* Add(Item item) {
     // Encoded size inside the batch: the item, its tag and length prefix.
     const size_t bytes = item.ByteSizeLong() + 11;
-    const bool back_is_in_flight = writing_ && queue_.size() == 1;
-    if (queue_.empty() || back_is_in_flight ||
+    // With one batch queued, that batch is in flight: never append to it.
+    if (queue_.size() <= 1 ||
         back_bytes_ + bytes > max_batch_bytes_) {
       queue_.emplace_back();
       back_bytes_ = 0;
     }
     *queue_.back().add_items() = std::move(item);
     back_bytes_ += bytes;
-    items_++;
-    if (writing_) return nullptr;
-    writing_ = true;
-    return &queue_.front();
+    return queue_.size() == 1 ? &queue_.front() : nullptr;
   }
 
   // The in-flight write finished (ok: it reached gRPC's transport). Returns
   // the next batch to write, or nullptr when nothing waits (or !ok: the call
   // is over and what waited is dropped).
   Batch* WriteDone(bool ok) {
-    if (!queue_.empty()) {
-      items_ -= queue_.front().items_size();
-      queue_.pop_front();
-    }
-    if (!ok) Clear();
-    if (queue_.empty()) {
-      writing_ = false;
-      return nullptr;
-    }
-    return &queue_.front();
+    if (!queue_.empty()) queue_.pop_front();
+    if (!ok) queue_.clear();
+    return queue_.empty() ? nullptr : &queue_.front();
   }
 
   // Drops everything not yet handed to gRPC (the in-flight batch stays until
   // WriteDone).
   void DropQueued() {
-    while (queue_.size() > (writing_ ? 1u : 0u)) {
-      items_ -= queue_.back().items_size();
-      queue_.pop_back();
-    }
+    if (!queue_.empty()) queue_.resize(1);
   }
 
-  bool writing() const { return writing_; }
+  // Whether a write is in flight (the front batch).
+  bool writing() const { return !queue_.empty(); }
   // Items queued or in flight.
-  size_t items() const { return items_; }
+  size_t items() const {
+    size_t n = 0;
+    for (const Batch& b : queue_) n += b.items_size();
+    return n;
+  }
 
  private:
-  void Clear() {
-    queue_.clear();
-    items_ = 0;
-  }
-
   const size_t max_batch_bytes_;
-  std::deque<Batch> queue_;  // front: in flight while writing_
-  size_t back_bytes_ = 0;
-  size_t items_ = 0;
-  bool writing_ = false;
+  // Front: in flight; the rest wait. Empty: no write in flight.
+  std::deque<Batch> queue_;
+  size_t back_bytes_ = 0;  // of queue_.back()
 };
 
 }  // namespace vadapter
