@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/defer_scope.h"
+
 namespace vadapter {
 namespace {
 
@@ -57,10 +59,15 @@ class LocalVirtualAdapter::Stream
   }
 
   // Queues e (in order; what queues while a write is in flight leaves as one
-  // batch).
+  // batch, and so does what a DeferScope round adds: see HoldWritesLocked).
   void Write(interconnect::Envelope e) {
     if (!usable) return;
-    Send(writes_.Add(std::move(e)));
+    Send(writes_.Add(std::move(e), adapter_.HoldWritesLocked()));
+  }
+
+  // Hands over what was held (if no write is in flight).
+  void Flush() {
+    if (usable) Send(writes_.Release());
   }
 
   void Cancel() {
@@ -293,6 +300,15 @@ LocalVirtualAdapter::Stats LocalVirtualAdapter::stats() const {
 // ---------------------------------------------------------------------------
 // Under mu_
 
+bool LocalVirtualAdapter::HoldWritesLocked() {
+  if (!common::DeferScope::IsOpen()) return false;
+  if (!flush_deferred_) {
+    flush_deferred_ = true;
+    common::DeferScope::Defer([this] { FlushHeldWrites(); });
+  }
+  return true;
+}
+
 void LocalVirtualAdapter::DispatchLocked(Callbacks* cb) {
   while (!fifo_.empty()) {
     const uint64_t id = fifo_.front();
@@ -455,6 +471,12 @@ void LocalVirtualAdapter::CompleteLocked(Stream* s, interconnect::Completion* c,
   cb->push_back([d = std::move(p.task_done), r = std::move(r)]() mutable {
     std::move(d)(std::move(r));
   });
+}
+
+void LocalVirtualAdapter::FlushHeldWrites() {
+  absl::MutexLock l(&mu_);
+  flush_deferred_ = false;
+  for (Stream* s : live_streams_) s->Flush();
 }
 
 void LocalVirtualAdapter::OnStreamBroken(Stream* s) {

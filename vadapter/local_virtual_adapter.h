@@ -5,7 +5,9 @@
 // the matching Completion comes back.
 //
 // It never blocks the caller (the iSCSI event loop): streams use gRPC's
-// callback API; Forward() only queues. Completions run on gRPC's threads (or
+// callback API; Forward() only queues. Called inside a common::DeferScope (the
+// event loop opens one per round of ready connections), it holds the round's
+// envelopes and sends them, per stream, as one message when the round ends. Completions run on gRPC's threads (or
 // the adapter's timer thread), never under the adapter's locks.
 //
 // Flow control: each stream carries at most max_outstanding_requests_per_stream
@@ -150,6 +152,10 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailAllLocked(Callbacks* cb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Pending TakeLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a stream write should be held for the end of this thread's
+  // DeferScope round (then a flush of every stream is deferred to it).
+  bool HoldWritesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushHeldWrites();
 
   // From Stream reactions.
   void OnCompletions(Stream* s, interconnect::CompletionBatch* batch);
@@ -168,6 +174,7 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
 
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_deferred_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<uint64_t> fifo_ ABSL_GUARDED_BY(mu_);  // may hold stale ids

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/defer_scope.h"
 #include "vadapter/write_batcher.h"
 
 namespace vadapter {
@@ -22,22 +23,40 @@ class PartnerVirtualAdapter::Stream
     uint64_t tag = 0;
   };
 
-  struct Shared {
+  struct Shared : std::enable_shared_from_this<Shared> {
     explicit Shared(size_t max_batch_bytes) : writes(max_batch_bytes) {}
 
     absl::Mutex mu;
     Stream* reactor ABSL_GUARDED_BY(mu);  // null once finished
     WriteBatcher<interconnect::CompletionBatch> writes ABSL_GUARDED_BY(mu);
     bool finish_requested ABSL_GUARDED_BY(mu) = false;
+    bool flush_deferred ABSL_GUARDED_BY(mu) = false;
     absl::flat_hash_map<uint64_t, Outstanding> outstanding ABSL_GUARDED_BY(mu);
 
     // Queues c for writing (drops it once the stream is finishing).
-    // finishes_task: c answers a command in outstanding.
+    // finishes_task: c answers a command in outstanding. Inside a DeferScope
+    // round (a stream message's envelopes, an I/O reaper's completions) the
+    // round's completions leave as one message when it ends.
     void Write(interconnect::Completion c, bool finishes_task = false) {
       absl::MutexLock l(&mu);
       if (finishes_task) outstanding.erase(c.request_id());
       if (reactor == nullptr || finish_requested) return;
-      if (interconnect::CompletionBatch* b = writes.Add(std::move(c))) {
+      const bool hold = common::DeferScope::IsOpen();
+      if (interconnect::CompletionBatch* b = writes.Add(std::move(c), hold)) {
+        reactor->StartWrite(b);
+      }
+      if (hold && !flush_deferred) {
+        flush_deferred = true;
+        common::DeferScope::Defer([self = shared_from_this()] { self->Flush(); });
+      }
+    }
+
+    // Hands over what was held (if no write is in flight).
+    void Flush() {
+      absl::MutexLock l(&mu);
+      flush_deferred = false;
+      if (reactor == nullptr || finish_requested) return;
+      if (interconnect::CompletionBatch* b = writes.Release()) {
         reactor->StartWrite(b);
       }
     }
@@ -59,7 +78,11 @@ class PartnerVirtualAdapter::Stream
     }
     adapter_.batches_++;
     adapter_.envelopes_ += batch_.items_size();
-    for (interconnect::Envelope& e : *batch_.mutable_items()) Handle(&e);
+    {
+      // Completions the engine gives inline leave together.
+      common::DeferScope round;
+      for (interconnect::Envelope& e : *batch_.mutable_items()) Handle(&e);
+    }
     batch_.Clear();
     absl::MutexLock l(&shared_->mu);
     if (!shared_->finish_requested) StartRead(&batch_);

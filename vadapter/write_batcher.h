@@ -6,6 +6,11 @@
 // then costs a few gRPC messages instead of 32, and the first message of an
 // idle stream still leaves at once (no added latency).
 //
+// A sender that knows more items follow at once (a DeferScope is open: the
+// iSCSI event loop is still handling the commands of one round) adds with
+// hold: an idle stream then gathers items in its first batch too, and
+// Release() hands that batch over when the round ends.
+//
 // A batch stays under max_batch_bytes (its items' encoded sizes), so it fits
 // the interconnect's message limit; a single item larger than that goes alone.
 //
@@ -27,39 +32,48 @@ class WriteBatcher {
       : max_batch_bytes_(max_batch_bytes) {}
 
   // Queues item. Returns the batch to hand to StartWrite now, or nullptr when
-  // a write is already in flight (item goes in a later batch).
+  // a write is already in flight or hold is set (item goes in a later batch,
+  // or in the one Release() returns).
   template <typename Item>
-  Batch* Add(Item item) {
+  Batch* Add(Item item, bool hold = false) {
     // Encoded size inside the batch: the item, its tag and length prefix.
     const size_t bytes = item.ByteSizeLong() + 11;
-    // With one batch queued, that batch is in flight: never append to it.
-    if (queue_.size() <= 1 ||
+    // The in-flight batch is never appended to.
+    const bool back_in_flight = in_flight_ && queue_.size() == 1;
+    if (queue_.empty() || back_in_flight ||
         back_bytes_ + bytes > max_batch_bytes_) {
       queue_.emplace_back();
       back_bytes_ = 0;
     }
     *queue_.back().add_items() = std::move(item);
     back_bytes_ += bytes;
-    return queue_.size() == 1 ? &queue_.front() : nullptr;
+    return hold ? nullptr : Release();
+  }
+
+  // Returns the front batch to hand to StartWrite now, or nullptr when a
+  // write is in flight or nothing waits.
+  Batch* Release() {
+    if (in_flight_ || queue_.empty()) return nullptr;
+    in_flight_ = true;
+    return &queue_.front();
   }
 
   // The in-flight write finished (ok: it reached gRPC's transport). Returns
   // the next batch to write, or nullptr when nothing waits (or !ok: the call
   // is over and what waited is dropped).
   Batch* WriteDone(bool ok) {
-    if (!queue_.empty()) queue_.pop_front();
+    if (in_flight_) queue_.pop_front();
+    in_flight_ = false;
     if (!ok) queue_.clear();
-    return queue_.empty() ? nullptr : &queue_.front();
+    return Release();
   }
 
   // Drops everything not yet handed to gRPC (the in-flight batch stays until
   // WriteDone).
-  void DropQueued() {
-    if (!queue_.empty()) queue_.resize(1);
-  }
+  void DropQueued() { queue_.resize(in_flight_ ? 1 : 0); }
 
   // Whether a write is in flight (the front batch).
-  bool writing() const { return !queue_.empty(); }
+  bool writing() const { return in_flight_; }
   // Items queued or in flight.
   size_t items() const {
     size_t n = 0;
@@ -69,8 +83,9 @@ class WriteBatcher {
 
  private:
   const size_t max_batch_bytes_;
-  // Front: in flight; the rest wait. Empty: no write in flight.
+  // Front: in flight when in_flight_; the rest wait.
   std::deque<Batch> queue_;
+  bool in_flight_ = false;
   size_t back_bytes_ = 0;  // of queue_.back()
 };
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/defer_scope.h"
 #include "glog/logging.h"
 
 namespace appliance::storage {
@@ -167,16 +168,21 @@ void UringFileIo::ReaperLoop() {
       if (rc != -EINTR) LOG(ERROR) << "io_uring_wait_cqe: " << std::strerror(-rc);
       continue;
     }
-    auto* op = static_cast<UringOp*>(io_uring_cqe_get_data(cqe));
-    const int64_t result = cqe->res;
-    io_uring_cqe_seen(&ring_, cqe);
-    if (op == nullptr) return;  // the submitter's stop signal
-    std::move(op->done)(result);
-    delete op;
-    // Counted until the callback has run, so the destructor also waits for
-    // whatever a callback submits.
-    absl::MutexLock lock(&mu_);
-    --in_flight_;
+    // One round: every completion ready now; what the callbacks put off (a
+    // proxied stream's completion writes) is done once, after the last.
+    common::DeferScope round;
+    do {
+      auto* op = static_cast<UringOp*>(io_uring_cqe_get_data(cqe));
+      const int64_t result = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (op == nullptr) return;  // the submitter's stop signal
+      std::move(op->done)(result);
+      delete op;
+      // Counted until the callback has run, so the destructor also waits for
+      // whatever a callback submits.
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+    } while (io_uring_peek_cqe(&ring_, &cqe) == 0);
   }
 }
 

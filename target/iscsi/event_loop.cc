@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/defer_scope.h"
 
 namespace iscsi {
 
@@ -114,6 +115,9 @@ void EventLoop::Run() {
     const int timeout_ms =
         wait <= absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(wait)) + 1;
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
+    // One round: what handlers put off (the proxy path's stream writes) is
+    // done once, after every ready descriptor has been handled.
+    common::DeferScope round;
     for (int i = 0; i < n; ++i) {
       const uint64_t id = events[i].data.u64;
       if (id == 0) {

@@ -88,5 +88,48 @@ TEST(WriteBatcherTest, DropQueuedKeepsOnlyTheInFlightBatch) {
   EXPECT_FALSE(w.writing());
 }
 
+TEST(WriteBatcherTest, HeldItemsOfAnIdleStreamLeaveTogetherOnRelease) {
+  Batcher w(1 << 20);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(w.Add(Item(id), /*hold=*/true), nullptr);
+  }
+  EXPECT_FALSE(w.writing());
+  EXPECT_EQ(w.items(), 3u);
+  interconnect::EnvelopeBatch* b = w.Release();
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Ids(*b), std::vector<uint64_t>({1, 2, 3}));
+  EXPECT_TRUE(w.writing());
+  // In flight: a second Release has nothing to hand over, and held items
+  // wait behind the write like any other.
+  EXPECT_EQ(w.Release(), nullptr);
+  EXPECT_EQ(w.Add(Item(4), /*hold=*/true), nullptr);
+  EXPECT_EQ(w.Add(Item(5)), nullptr);
+  EXPECT_EQ(Ids(*b), std::vector<uint64_t>({1, 2, 3}));
+  b = w.WriteDone(true);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Ids(*b), std::vector<uint64_t>({4, 5}));
+  EXPECT_EQ(w.WriteDone(true), nullptr);
+  EXPECT_EQ(w.Release(), nullptr);
+}
+
+TEST(WriteBatcherTest, HeldItemsRespectTheByteBoundAndDropQueuedDropsThem) {
+  Batcher w(10000);
+  for (uint64_t id = 1; id <= 4; ++id) {
+    EXPECT_EQ(w.Add(Item(id, 3000), /*hold=*/true), nullptr);
+  }
+  interconnect::EnvelopeBatch* b = w.Release();
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Ids(*b), std::vector<uint64_t>({1, 2, 3}));
+  b = w.WriteDone(true);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Ids(*b), std::vector<uint64_t>({4}));
+  EXPECT_EQ(w.WriteDone(true), nullptr);
+  // Nothing in flight: DropQueued leaves nothing.
+  EXPECT_EQ(w.Add(Item(5), /*hold=*/true), nullptr);
+  w.DropQueued();
+  EXPECT_EQ(w.items(), 0u);
+  EXPECT_EQ(w.Release(), nullptr);
+}
+
 }  // namespace
 }  // namespace vadapter
