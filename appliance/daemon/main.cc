@@ -5,9 +5,9 @@
 //
 // Stops cleanly on SIGTERM or SIGINT.
 #include <signal.h>
-#include <atomic>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -108,63 +108,103 @@ absl::Status WriteFileAtomically(const std::string& path,
   return absl::OkStatus();
 }
 
-// NVLOG figures for /metrics: this node's log (what it mirrors) and the
-// partner's log held here.
-absl::Status RegisterNvlogMetrics(metrics::MetricsRegistry& metrics,
-                                  const nvlog::Nvlog& log,
-                                  const nvlog::Journal& journal,
-                                  const nvlog::NvlogReplica& partner_log) {
-  const std::vector<std::tuple<std::string, std::string,
-                               std::function<double()>>>
-      gauges = {
-          {"appliance_nvlog_mirrored",
-           "1 while the partner holds every acknowledged write (takeover "
-           "possible), else 0",
-           [&log] { return log.mirrored() ? 1.0 : 0.0; }},
-          {"appliance_nvlog_entries", "NVLOG entries held (not yet retired)",
-           [&log] { return static_cast<double>(log.stats().entries); }},
-          {"appliance_nvlog_bytes", "NVLOG data bytes held",
-           [&log] { return static_cast<double>(log.stats().bytes); }},
-          {"appliance_nvlog_appends_total", "Writes appended to the NVLOG",
-           [&log] { return static_cast<double>(log.stats().appends); }},
-          {"appliance_nvlog_batches_total",
-           "NVLOG batches sent to the partner (round trips)",
-           [&log] { return static_cast<double>(log.stats().batches_sent); }},
-          {"appliance_nvlog_append_waits_total",
-           "Writes that waited for room in a full NVLOG",
-           [&log] { return static_cast<double>(log.stats().append_waits); }},
-          {"appliance_nvlog_sessions_lost_total",
-           "Mirror sessions to the partner that broke",
-           [&log] { return static_cast<double>(log.stats().sessions_lost); }},
-          {"appliance_writes_mirrored_total",
-           "Writes acknowledged once the partner held them",
-           [&journal] {
-             return static_cast<double>(journal.stats().mirrored_writes);
-           }},
-          {"appliance_writes_unmirrored_total",
-           "Writes made durable before acknowledging because the partner "
-           "could not hold them",
-           [&journal] {
-             return static_cast<double>(journal.stats().unmirrored_writes);
-           }},
-          {"appliance_nvlog_retired_total",
-           "NVLOG entries retired after their data was flushed",
-           [&journal] { return static_cast<double>(journal.stats().retired); }},
-          {"appliance_partner_nvlog_records",
-           "Records of the partner's NVLOG held here",
-           [&partner_log] {
-             return static_cast<double>(partner_log.Snapshot().records());
-           }},
-          {"appliance_partner_nvlog_bytes",
-           "Data bytes of the partner's NVLOG held here", [&partner_log] {
-             return static_cast<double>(partner_log.Snapshot().bytes());
-           }}};
+using GaugeList =
+    std::vector<std::tuple<std::string, std::string, std::function<double()>>>;
+
+// Registers (name, help, read) gauges evaluated at render time.
+absl::Status RegisterGauges(metrics::MetricsRegistry& metrics,
+                            const GaugeList& gauges) {
   for (const auto& [name, help, read] : gauges) {
     if (absl::Status s = metrics.AddCallbackGauge(name, help, read); !s.ok()) {
       return s;
     }
   }
   return absl::OkStatus();
+}
+
+// NVLOG figures for /metrics: this node's log (what it mirrors) and the
+// partner's log held here.
+absl::Status RegisterNvlogMetrics(metrics::MetricsRegistry& metrics,
+                                  const nvlog::Nvlog& log,
+                                  const nvlog::Journal& journal,
+                                  const nvlog::NvlogReplica& partner_log) {
+  const GaugeList gauges = {
+      {"appliance_nvlog_mirrored",
+       "1 while the partner holds every acknowledged write (takeover "
+       "possible), else 0",
+       [&log] { return log.mirrored() ? 1.0 : 0.0; }},
+      {"appliance_nvlog_entries", "NVLOG entries held (not yet retired)",
+       [&log] { return static_cast<double>(log.stats().entries); }},
+      {"appliance_nvlog_bytes", "NVLOG data bytes held",
+       [&log] { return static_cast<double>(log.stats().bytes); }},
+      {"appliance_nvlog_appends_total", "Writes appended to the NVLOG",
+       [&log] { return static_cast<double>(log.stats().appends); }},
+      {"appliance_nvlog_batches_total",
+       "NVLOG batches sent to the partner (round trips)",
+       [&log] { return static_cast<double>(log.stats().batches_sent); }},
+      {"appliance_nvlog_append_waits_total",
+       "Writes that waited for room in a full NVLOG",
+       [&log] { return static_cast<double>(log.stats().append_waits); }},
+      {"appliance_nvlog_sessions_lost_total",
+       "Mirror sessions to the partner that broke",
+       [&log] { return static_cast<double>(log.stats().sessions_lost); }},
+      {"appliance_writes_mirrored_total",
+       "Writes acknowledged once the partner held them",
+       [&journal] {
+         return static_cast<double>(journal.stats().mirrored_writes);
+       }},
+      {"appliance_writes_unmirrored_total",
+       "Writes made durable before acknowledging because the partner "
+       "could not hold them",
+       [&journal] {
+         return static_cast<double>(journal.stats().unmirrored_writes);
+       }},
+      {"appliance_nvlog_retired_total",
+       "NVLOG entries retired after their data was flushed",
+       [&journal] { return static_cast<double>(journal.stats().retired); }},
+      {"appliance_partner_nvlog_records",
+       "Records of the partner's NVLOG held here",
+       [&partner_log] {
+         return static_cast<double>(partner_log.Snapshot().records());
+       }},
+      {"appliance_partner_nvlog_bytes",
+       "Data bytes of the partner's NVLOG held here", [&partner_log] {
+         return static_cast<double>(partner_log.Snapshot().bytes());
+       }}};
+  return RegisterGauges(metrics, gauges);
+}
+
+// Proxy path figures for /metrics: commands this node forwards to its
+// partner, and commands the partner forwards here. forwarded / batches is
+// the envelopes per interconnect message.
+absl::Status RegisterProxyMetrics(
+    metrics::MetricsRegistry& metrics,
+    const vadapter::LocalVirtualAdapter& local,
+    const vadapter::PartnerVirtualAdapter& partner) {
+  const GaugeList gauges = {
+      {"appliance_proxy_forwarded_total",
+       "Commands forwarded to the partner (the LUN's owner)",
+       [&local] { return static_cast<double>(local.stats().forwarded); }},
+      {"appliance_proxy_unavailable_total",
+       "Forwarded commands answered here with the ALUA unavailable sense "
+       "(partner unreachable, stream broken or timed out)",
+       [&local] { return static_cast<double>(local.stats().unavailable); }},
+      {"appliance_proxy_batches_sent_total",
+       "Interconnect messages carrying forwarded commands",
+       [&local] { return static_cast<double>(local.stats().batches_sent); }},
+      {"appliance_proxy_outstanding",
+       "Forwarded commands on the interconnect now",
+       [&local] { return static_cast<double>(local.stats().outstanding); }},
+      {"appliance_proxy_served_total",
+       "Commands the partner forwarded to this node's engine",
+       [&partner] { return static_cast<double>(partner.stats().envelopes); }},
+      {"appliance_proxy_served_batches_total",
+       "Interconnect messages carrying commands from the partner",
+       [&partner] { return static_cast<double>(partner.stats().batches); }},
+      {"appliance_proxy_rejected_total",
+       "Commands from the partner answered as malformed",
+       [&partner] { return static_cast<double>(partner.stats().rejected); }}};
+  return RegisterGauges(metrics, gauges);
 }
 
 absl::Status Run(const std::string& config_path, const char* argv0) {
@@ -256,15 +296,14 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
             return j->Wrap(lun.id(), std::move(store));
           };
     }
-    if (absl::Status s = RegisterNvlogMetrics(metrics, *own_log, *journal,
-                                              *partner_log);
+    if (absl::Status s =
+            RegisterNvlogMetrics(metrics, *own_log, *journal, *partner_log);
         !s.ok()) {
       return s;
     }
   }
   absl::StatusOr<std::unique_ptr<Node>> node =
-      Node::Create(std::move(node_options), db, metrics,
-                                         replicator.get());
+      Node::Create(std::move(node_options), db, metrics, replicator.get());
   if (!node.ok()) return node.status();
 
   // The SCSI engine executes commands for the LUNs this node owns; ALUA states
@@ -281,7 +320,8 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   engine_options.honor_task_attributes = true;
   // REPORT LUNS answers for the whole pair.
   engine_options.lun_directory = std::make_shared<NodeLunDirectory>(**node);
-  // Reservations made with APTPL survive restarts in the configuration database.
+  // Reservations made with APTPL survive restarts in the configuration
+  // database.
   engine_options.pr_persistence = std::make_shared<ConfigDbPrPersistence>(db);
   absl::StatusOr<std::unique_ptr<scsi::Engine>> engine =
       scsi::Engine::Create(std::move(engine_options));
@@ -307,16 +347,16 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   std::unique_ptr<interconnect::InterconnectServer> interconnect_server;
   std::unique_ptr<vadapter::LocalVirtualAdapter> local_adapter;
   if (paired) {
-    partner_adapter = std::make_unique<vadapter::PartnerVirtualAdapter>(**engine);
+    partner_adapter =
+        std::make_unique<vadapter::PartnerVirtualAdapter>(**engine);
     heartbeat = std::make_unique<interconnect::HeartbeatService>(b.node_name());
     interconnect::InterconnectServer::Options server_options;
     server_options.address = b.interconnect_address();
     server_options.credentials = interconnect::MakeServerCredentials(*tls);
     absl::StatusOr<std::unique_ptr<interconnect::InterconnectServer>> server =
         interconnect::InterconnectServer::Create(
-            server_options,
-            {partner_adapter.get(), heartbeat.get(), replicator.get(),
-             partner_log.get()});
+            server_options, {partner_adapter.get(), heartbeat.get(),
+                             replicator.get(), partner_log.get()});
     if (!server.ok()) return server.status();
     interconnect_server = std::move(*server);
     LOG(INFO) << "interconnect on " << interconnect_server->address();
@@ -325,6 +365,11 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
         vadapter::LocalVirtualAdapter::Create(*partner_channel);
     if (!local.ok()) return local.status();
     local_adapter = std::move(*local);
+    if (absl::Status s =
+            RegisterProxyMetrics(metrics, *local_adapter, *partner_adapter);
+        !s.ok()) {
+      return s;
+    }
     replicator->SetPartnerChannel(partner_channel->channel());
     const std::string partner_name = b.partner_name();
     partner_channel->AddStateListener(
@@ -427,30 +472,35 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   if (!iscsi_server.ok()) return iscsi_server.status();
   // iSCSI figures for /metrics.
   iscsi::Server* server = iscsi_server->get();
-  for (const auto& [name, help, read] :
-       std::vector<std::tuple<std::string, std::string,
-                              std::function<double()>>>{
-           {"appliance_iscsi_sessions", "iSCSI sessions now",
-            [server] { return static_cast<double>(server->session_count()); }},
-           {"appliance_iscsi_connections", "iSCSI connections now",
-            [server] { return static_cast<double>(server->connection_count()); }},
-           {"appliance_iscsi_logins_total",
-            "Logins that reached full feature phase",
-            [server] {
-              return static_cast<double>(server->stats().logins_completed);
-            }},
-           {"appliance_iscsi_header_digest_logins_total",
-            "Logins that negotiated HeaderDigest=CRC32C",
-            [server] {
-              return static_cast<double>(server->stats().header_digest_logins);
-            }},
-           {"appliance_iscsi_data_digest_logins_total",
-            "Logins that negotiated DataDigest=CRC32C", [server] {
-              return static_cast<double>(server->stats().data_digest_logins);
-            }}}) {
-    if (absl::Status s = metrics.AddCallbackGauge(name, help, read); !s.ok()) {
-      return s;
-    }
+  if (absl::Status s = RegisterGauges(
+          metrics,
+          GaugeList{
+              {"appliance_iscsi_sessions", "iSCSI sessions now",
+               [server] {
+                 return static_cast<double>(server->session_count());
+               }},
+              {"appliance_iscsi_connections", "iSCSI connections now",
+               [server] {
+                 return static_cast<double>(server->connection_count());
+               }},
+              {"appliance_iscsi_logins_total",
+               "Logins that reached full feature phase",
+               [server] {
+                 return static_cast<double>(server->stats().logins_completed);
+               }},
+              {"appliance_iscsi_header_digest_logins_total",
+               "Logins that negotiated HeaderDigest=CRC32C",
+               [server] {
+                 return static_cast<double>(
+                     server->stats().header_digest_logins);
+               }},
+              {"appliance_iscsi_data_digest_logins_total",
+               "Logins that negotiated DataDigest=CRC32C",
+               [server] {
+                 return static_cast<double>(server->stats().data_digest_logins);
+               }}});
+      !s.ok()) {
+    return s;
   }
   // This node listens on the LIFs it hosts now, and follows placement
   // changes: a LIF leaving asks its sessions to log out and stops listening, a
@@ -551,7 +601,7 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   (*rest)->Stop();
   std::move(stop_ha).Invoke();  // no takeover or giveback while stopping
   lif_portals.Stop();
-  (*iscsi_server)->Shutdown();  // sessions end; their tasks are aborted
+  (*iscsi_server)->Shutdown();        // sessions end; their tasks are aborted
   std::move(node_shutdown).Invoke();  // LUs leave the engine, stores close
   LOG(INFO) << "applianced stopped";
   return absl::OkStatus();

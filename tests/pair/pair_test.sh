@@ -49,6 +49,16 @@ cmp -n 67108864 "$DIR/img" "$DIR/back" || fail "LUN 0 via B then A differs"
 qemu-img convert -n -f raw -O raw "$DIR/img" "iscsi://$A/$T/1" || fail "write LUN 1 via A"
 qemu-img convert -f raw -O raw "iscsi://$B/$T/1" "$DIR/back1" || fail "read LUN 1 via B"
 cmp -n 67108864 "$DIR/img" "$DIR/back1" || fail "LUN 1 via A then B differs"
+# Both nodes count what crossed the interconnect: node-b forwarded LUN 0's
+# commands (TMFs travel too: messages are not bounded by commands) and node-a
+# served them.
+metric() { "$PAIR" metrics "$DIR" "$1" | awk -v m="$2" '$1 == m {print $2}'; }
+forwarded=$(metric node-b appliance_proxy_forwarded_total)
+batches=$(metric node-b appliance_proxy_batches_sent_total)
+served=$(metric node-a appliance_proxy_served_total)
+awk -v f="${forwarded:-0}" -v b="${batches:-0}" -v s="${served:-0}" \
+  'BEGIN { exit !(f >= 64 && b >= 1 && s >= f) }' ||
+  fail "proxy metrics: forwarded=$forwarded batches=$batches served=$served"
 
 # Conformance through the proxy path, MultipathIO over both LIFs.
 timeout 1200 iscsi-test-cu --dataloss --test=ALL "iscsi://$B/$T/0" "iscsi://$A/$T/0" \
