@@ -10,6 +10,10 @@
 # a Markdown table (also written to RESULTS_DIR/pair_proxy.md).
 # Cases: 4 KiB random reads QD32 (iscsi-perf -r), 4 KiB sequential writes QD32,
 # 1 MiB sequential reads and writes QD8 (qemu-img bench).
+# Beside each figure: CPU time per operation (node-a, node-b, and the whole
+# machine, client included), from /proc over the same window: on this one
+# machine both nodes and the client share the cores, so CPU per operation is
+# what a pair with a node per machine would be bounded by.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -42,12 +46,29 @@ seq_write_1m() { qemu_bench "$1" 1500 8 1M 1; }
 # Lay data down once so reads hit allocated blocks.
 qemu_bench "${URL[direct]}" 256 8 1M 1 > /dev/null
 
-declare -A RESULT
+PID_A=$(python3 -c 'import json,sys; print({n["name"]: n["pid"] for n in json.load(open(sys.argv[1]))["nodes"]}["node-a"])' "$DIR/pair.json")
+PID_B=$(python3 -c 'import json,sys; print({n["name"]: n["pid"] for n in json.load(open(sys.argv[1]))["nodes"]}["node-b"])' "$DIR/pair.json")
+TICK=$(getconf CLK_TCK)
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Busy ticks of the whole machine: user nice system irq softirq steal.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+declare -A RESULT CPU
 for case in rand_read_4k seq_write_4k seq_read_1m seq_write_1m; do
-  for path in direct proxied; do RESULT[$case.$path]=""; done
+  for path in direct proxied; do RESULT[$case.$path]=""; CPU[$case.$path]=""; done
   for ((r = 0; r < ROUNDS; r++)); do
     for path in direct proxied; do
-      RESULT[$case.$path]+="$($case "${URL[$path]}") "
+      a0=$(proc_ticks "$PID_A") b0=$(proc_ticks "$PID_B") m0=$(machine_ticks)
+      t0=$(date +%s.%N)
+      rate=$($case "${URL[$path]}")
+      t1=$(date +%s.%N)
+      a1=$(proc_ticks "$PID_A") b1=$(proc_ticks "$PID_B") m1=$(machine_ticks)
+      RESULT[$case.$path]+="$rate "
+      # us of CPU per operation = CPU seconds per wall second / operations per second.
+      CPU[$case.$path]+=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v m=$((m1 - m0)) \
+        -v hz="$TICK" -v t0="$t0" -v t1="$t1" -v r="$rate" 'BEGIN {
+          w = t1 - t0; k = 1e6 / (hz * w * (r > 0 ? r : 1));
+          printf "%.0f/%.0f/%.0f ", a * k, b * k, m * k }')
     done
   done
 done
@@ -71,6 +92,20 @@ mkdir -p "$RESULTS"
     esac
     ratio=$(awk -v a="$pv" -v b="$dv" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
     echo "| $label | $dv | $pv | $ratio |"
+  done
+  echo
+  echo "CPU time per operation (us; node-a / node-b / whole machine incl. the client), median"
+  echo "of the rounds per column:"
+  echo
+  echo "| case | direct | proxied |"
+  echo "|---|---|---|"
+  for case in rand_read_4k seq_write_4k seq_read_1m seq_write_1m; do
+    cols=()
+    for path in direct proxied; do
+      cols+=("$(for i in 1 2 3; do echo "${CPU[$case.$path]}" | tr ' ' '\n' | grep . |
+                 cut -d/ -f$i | median; done | paste -sd/)")
+    done
+    echo "| $case | ${cols[0]} | ${cols[1]} |"
   done
   echo
   echo "Raw rounds: $(for k in "${!RESULT[@]}"; do echo -n "$k=[${RESULT[$k]% }] "; done)"
