@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/defer_scope.h"
+#include "common/thread_name.h"
 
 namespace vadapter {
 namespace {
@@ -515,6 +516,7 @@ void LocalVirtualAdapter::OnLinkChange(bool connected) {
 }
 
 void LocalVirtualAdapter::TimerLoop() {
+  common::SetThreadName("proxy-timer");
   // A periodic sweep, off mu_: waiting on mu_ with a condition would put a
   // waiter on the lock every command takes (and wake this thread whenever the
   // earliest deadline changed, i.e. on every command at queue depth 1).

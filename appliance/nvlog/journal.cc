@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/thread_name.h"
 
 namespace nvlog {
 namespace {
@@ -272,6 +273,7 @@ absl::Status Journal::RetirePass(std::vector<Written> batch) {
 }
 
 void Journal::FlusherLoop() {
+  common::SetThreadName("nvlog-flush");
   absl::MutexLock l(&mu_);
   auto urgent = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || !requests_.empty() ||

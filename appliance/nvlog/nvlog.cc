@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 
 namespace nvlog {
 
@@ -173,6 +174,7 @@ bool Nvlog::CanSendLocked() const {
 }
 
 void Nvlog::WorkerLoop() {
+  common::SetThreadName("nvlog-send");
   absl::MutexLock l(&mu_);
   auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || !dead_.empty() || CanSendLocked();

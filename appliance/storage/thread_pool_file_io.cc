@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/defer_scope.h"
+#include "common/thread_name.h"
 
 namespace appliance::storage {
 namespace {
@@ -52,22 +54,35 @@ void ThreadPoolFileIo::Enqueue(Work work) {
 }
 
 void ThreadPoolFileIo::WorkerLoop() {
+  common::SetThreadName("file-io");
   current_pool = this;
   while (true) {
-    Work work;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      // Exit only once the queue is empty: work queued from a completion while
-      // stopping still runs, so every submitted completion runs exactly once.
-      if (queue_.empty()) return;
-      work = std::move(queue_.front());
-      queue_.pop_front();
+    // One round: the work queued now, up to kMaxRound items; what their
+    // completions put off (a proxied stream's completion writes) is done once,
+    // after the last. Bounded so a busy queue cannot hold a completion back.
+    constexpr int kMaxRound = 16;
+    common::DeferScope round;
+    for (int n = 0; n < kMaxRound; ++n) {
+      Work work;
+      {
+        absl::MutexLock lock(&mu_);
+        if (n == 0) {
+          auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+            return stopping_ || !queue_.empty();
+          };
+          mu_.Await(absl::Condition(&ready));
+          // Exit only once the queue is empty: work queued from a completion
+          // while stopping still runs, so every submitted completion runs
+          // exactly once.
+          if (queue_.empty()) return;
+        } else if (queue_.empty()) {
+          break;
+        }
+        work = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      std::move(work)();
     }
-    std::move(work)();
   }
 }
 

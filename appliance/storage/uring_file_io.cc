@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
 #include "glog/logging.h"
+#include "common/thread_name.h"
 
 namespace appliance::storage {
 namespace {
@@ -138,6 +139,7 @@ void UringFileIo::Submit(absl::FunctionRef<void(io_uring_sqe*)> prep,
 }
 
 void UringFileIo::SubmitterLoop() {
+  common::SetThreadName("uring-submit");
   absl::MutexLock lock(&mu_);
   while (true) {
     auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -160,6 +162,7 @@ void UringFileIo::SubmitterLoop() {
 }
 
 void UringFileIo::ReaperLoop() {
+  common::SetThreadName("uring-reap");
   current_reaper = this;
   while (true) {
     io_uring_cqe* cqe = nullptr;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
+#include "common/thread_name.h"
 
 namespace iscsi {
 
@@ -106,6 +107,7 @@ void EventLoop::Unwatch(uint64_t id, int fd) {
 }
 
 void EventLoop::Run() {
+  common::SetThreadName("iscsi-loop");
   thread_id_ = std::this_thread::get_id();
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
