@@ -179,14 +179,48 @@ void Connection::UpdateInterest() {
 
 void Connection::Send(const Bhs& bhs, std::vector<uint8_t> data,
                       std::vector<uint8_t> ahs) {
+  SendSpan(bhs, data, ahs);
+}
+
+void Connection::SendSpan(const Bhs& bhs, absl::Span<const uint8_t> data,
+                          absl::Span<const uint8_t> ahs) {
   if (closed_) return;
-  Pdu pdu;
-  pdu.bhs = bhs;
-  pdu.data = std::move(data);
-  pdu.ahs = std::move(ahs);
-  if (!SerializePdu(pdu, header_digest_, data_digest_, &out_).ok()) {
+  pdu_head_.clear();
+  pdu_tail_.clear();
+  if (!SerializePduHeader(bhs, ahs, data.size(), header_digest_, &pdu_head_).ok()) {
     Close("could not serialize a PDU");
     return;
+  }
+  SerializePduTrailer(data, data_digest_, &pdu_tail_);
+  const absl::Span<const uint8_t> parts[] = {pdu_head_, data, pdu_tail_};
+  size_t sent = 0;
+  if (!want_write_ && out_pos_ >= out_.size()) {
+    iovec iov[3];
+    size_t count = 0;
+    for (const auto& part : parts) {
+      if (part.empty()) continue;
+      iov[count].iov_base = const_cast<uint8_t*>(part.data());
+      iov[count].iov_len = part.size();
+      ++count;
+    }
+    msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n;
+    do {
+      n = sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      Close("send error");
+      return;
+    }
+    sent = n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  // What the socket did not take waits in out_, in order.
+  for (const auto& part : parts) {
+    const size_t skip = std::min(sent, part.size());
+    sent -= skip;
+    out_.insert(out_.end(), part.begin() + skip, part.end());
   }
   if (!want_write_) HandleWritable();
 }
@@ -813,7 +847,7 @@ void Connection::OnTaskComplete(uint32_t itt, scsi::TaskResponse r) {
       d.underflow = read_residual.underflow;
       d.residual_count = read_residual.count;
     }
-    Send(Encode(d), std::vector<uint8_t>(data.begin() + offset, data.begin() + offset + n));
+    SendSpan(Encode(d), absl::MakeConstSpan(data).subspan(offset, n));
     offset += n;
   }
   if (status_in_data) return;

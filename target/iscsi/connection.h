@@ -119,6 +119,12 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   void UpdateInterest();
   void Send(const Bhs& bhs, std::vector<uint8_t> data = {},
             std::vector<uint8_t> ahs = {});
+  // Sends one PDU whose data segment stays where the caller keeps it: with
+  // nothing queued ahead, header, data and trailer go to the socket in one
+  // sendmsg (the data is not copied); what the socket does not take, or
+  // everything when output is already queued, is appended to out_.
+  void SendSpan(const Bhs& bhs, absl::Span<const uint8_t> data,
+                absl::Span<const uint8_t> ahs = {});
   void CloseAfterFlush();
   void Close(const char* reason);
 
@@ -163,6 +169,9 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   PduReader reader_;
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;
+  // SendSpan's header and trailer parts (kept to reuse their capacity).
+  std::vector<uint8_t> pdu_head_;
+  std::vector<uint8_t> pdu_tail_;
   bool header_digest_ = false;
   bool data_digest_ = false;
 

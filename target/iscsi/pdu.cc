@@ -116,34 +116,49 @@ std::vector<uint8_t> BuildBidiReadLengthAhs(uint32_t length) {
 
 // ---- Serialization ----
 
-absl::Status SerializePdu(const Pdu& pdu, bool header_digest, bool data_digest,
-                          std::vector<uint8_t>* out) {
-  if (pdu.ahs.size() % 4 != 0 || pdu.ahs.size() > 255 * 4) {
+absl::Status SerializePduHeader(const Bhs& bhs_in, absl::Span<const uint8_t> ahs,
+                                size_t data_length, bool header_digest,
+                                std::vector<uint8_t>* out) {
+  if (ahs.size() % 4 != 0 || ahs.size() > 255 * 4) {
     return absl::InvalidArgumentError("AHS must be 4-aligned and <= 1020 bytes");
   }
-  if (pdu.data.size() > kMaxDataSegmentLength) {
+  if (data_length > kMaxDataSegmentLength) {
     return absl::InvalidArgumentError("data segment longer than 2^24-1");
   }
-  Bhs bhs = pdu.bhs;
-  bhs.bytes[4] = static_cast<uint8_t>(pdu.ahs.size() / 4);
-  bhs.set_data_segment_length(static_cast<uint32_t>(pdu.data.size()));
+  Bhs bhs = bhs_in;
+  bhs.bytes[4] = static_cast<uint8_t>(ahs.size() / 4);
+  bhs.set_data_segment_length(static_cast<uint32_t>(data_length));
   const size_t start = out->size();
   out->insert(out->end(), bhs.bytes.begin(), bhs.bytes.end());
-  out->insert(out->end(), pdu.ahs.begin(), pdu.ahs.end());
+  out->insert(out->end(), ahs.begin(), ahs.end());
   if (header_digest) {
     PutDigest(Crc32c(absl::MakeConstSpan(out->data() + start, out->size() - start)),
               out);
   }
-  if (!pdu.data.empty()) {
-    const size_t data_start = out->size();
-    out->insert(out->end(), pdu.data.begin(), pdu.data.end());
-    out->insert(out->end(), PaddingFor(static_cast<uint32_t>(pdu.data.size())), 0);
-    if (data_digest) {
-      PutDigest(Crc32c(absl::MakeConstSpan(out->data() + data_start,
-                                           out->size() - data_start)),
-                out);
-    }
+  return absl::OkStatus();
+}
+
+void SerializePduTrailer(absl::Span<const uint8_t> data, bool data_digest,
+                         std::vector<uint8_t>* out) {
+  if (data.empty()) return;
+  static constexpr uint8_t kZeros[4] = {0, 0, 0, 0};
+  const auto padding =
+      absl::MakeConstSpan(kZeros, PaddingFor(static_cast<uint32_t>(data.size())));
+  out->insert(out->end(), padding.begin(), padding.end());
+  if (data_digest) {
+    PutDigest(~Crc32cUpdate(Crc32cUpdate(kCrc32cInit, data), padding), out);
   }
+}
+
+absl::Status SerializePdu(const Pdu& pdu, bool header_digest, bool data_digest,
+                          std::vector<uint8_t>* out) {
+  if (absl::Status s = SerializePduHeader(pdu.bhs, pdu.ahs, pdu.data.size(),
+                                          header_digest, out);
+      !s.ok()) {
+    return s;
+  }
+  out->insert(out->end(), pdu.data.begin(), pdu.data.end());
+  SerializePduTrailer(pdu.data, data_digest, out);
   return absl::OkStatus();
 }
 

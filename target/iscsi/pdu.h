@@ -139,6 +139,16 @@ std::vector<uint8_t> BuildBidiReadLengthAhs(uint32_t length);
 // Fails if the AHS is not a multiple of 4 / too long or the data is too long.
 absl::Status SerializePdu(const Pdu& pdu, bool header_digest, bool data_digest,
                           std::vector<uint8_t>* out);
+// The same wire form in two parts around a data segment the caller keeps in
+// place (so it can go to the socket without being copied): the header part
+// (BHS with the lengths filled in, AHS, header digest) and the trailer part
+// (padding, data digest over data and padding). SerializePdu is header, data,
+// trailer.
+absl::Status SerializePduHeader(const Bhs& bhs, absl::Span<const uint8_t> ahs,
+                                size_t data_length, bool header_digest,
+                                std::vector<uint8_t>* out);
+void SerializePduTrailer(absl::Span<const uint8_t> data, bool data_digest,
+                         std::vector<uint8_t>* out);
 std::vector<uint8_t> SerializePduOrDie(const Pdu& pdu, bool header_digest,
                                        bool data_digest);
 

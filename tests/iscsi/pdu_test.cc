@@ -35,6 +35,58 @@ void ExpectVector(const T& value, const std::string& hex, T* decoded) {
 
 constexpr std::array<uint8_t, 6> kIsid = {0x40, 0x00, 0x01, 0x37, 0x00, 0x00};
 
+// SerializePdu matches a PDU built by hand, and the split form (header part,
+// data left in place, trailer part) that Connection::SendSpan writes with one
+// sendmsg is byte for byte the same, for every padding length, with and
+// without digests, with an AHS.
+TEST(PduSplit, HeaderDataTrailerEqualsSerializePdu) {
+  for (bool header_digest : {false, true}) {
+    for (bool data_digest : {false, true}) {
+      for (size_t len = 0; len <= 9; ++len) {
+        Pdu pdu;
+        pdu.bhs.bytes[0] = 0x25;  // SCSI Data-In
+        pdu.ahs = std::vector<uint8_t>(8, 0x5a);
+        for (size_t i = 0; i < len; ++i) pdu.data.push_back(static_cast<uint8_t>(i * 37 + 1));
+        // Built by hand from RFC 7143 §11.1: BHS (TotalAHSLength in words,
+        // DataSegmentLength), AHS, header CRC32C, data, padding to 4, data
+        // CRC32C over data and padding; digests least significant byte first.
+        std::vector<uint8_t> expected(pdu.bhs.bytes.begin(), pdu.bhs.bytes.end());
+        expected[4] = 2;
+        expected[5] = 0;
+        expected[6] = 0;
+        expected[7] = static_cast<uint8_t>(len);
+        expected.insert(expected.end(), pdu.ahs.begin(), pdu.ahs.end());
+        auto put_crc = [&expected](absl::Span<const uint8_t> over) {
+          const uint32_t crc = Crc32c(over);
+          for (int i = 0; i < 4; ++i) expected.push_back(static_cast<uint8_t>(crc >> (8 * i)));
+        };
+        if (header_digest) put_crc(expected);
+        if (len > 0) {
+          std::vector<uint8_t> padded = pdu.data;
+          while (padded.size() % 4 != 0) padded.push_back(0);
+          expected.insert(expected.end(), padded.begin(), padded.end());
+          if (data_digest) put_crc(padded);
+        }
+        std::vector<uint8_t> whole;
+        ASSERT_TRUE(SerializePdu(pdu, header_digest, data_digest, &whole).ok());
+        EXPECT_EQ(whole, expected) << "len " << len << " hd " << header_digest
+                                   << " dd " << data_digest;
+        std::vector<uint8_t> split;
+        ASSERT_TRUE(SerializePduHeader(pdu.bhs, pdu.ahs, pdu.data.size(), header_digest,
+                                       &split)
+                        .ok());
+        split.insert(split.end(), pdu.data.begin(), pdu.data.end());
+        SerializePduTrailer(pdu.data, data_digest, &split);
+        EXPECT_EQ(split, whole) << "len " << len << " hd " << header_digest << " dd "
+                                << data_digest;
+      }
+    }
+  }
+  std::vector<uint8_t> out;
+  EXPECT_FALSE(SerializePduHeader(Bhs(), std::vector<uint8_t>(3), 0, false, &out).ok());
+  EXPECT_FALSE(SerializePduHeader(Bhs(), {}, size_t{1} << 24, false, &out).ok());
+}
+
 TEST(PduVectors, NopOut) {
   NopOut v;
   v.immediate = true;
