@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -11,6 +12,15 @@ namespace appliance::storage::internal {
 int64_t PosixPRead(int fd, absl::Span<uint8_t> buf, uint64_t offset) {
   while (true) {
     ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(offset));
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+int64_t PosixPReadNoWait(int fd, absl::Span<uint8_t> buf, uint64_t offset) {
+  iovec iov = {buf.data(), buf.size()};
+  while (true) {
+    ssize_t n = ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
     if (n >= 0) return n;
     if (errno != EINTR) return -errno;
   }

@@ -39,7 +39,9 @@ class FileIo {
   virtual absl::string_view name() const = 0;
 
   // pread(fd, buf, offset). A result shorter than buf.size() is a short read;
-  // 0 means end of file.
+  // 0 means end of file. An engine may run done before PRead returns, on the
+  // caller's thread (ThreadPoolFileIo does for small reads the page cache
+  // holds), so callers must not hold a lock done takes.
   virtual void PRead(int fd, absl::Span<uint8_t> buf, uint64_t offset,
                      Completion done) = 0;
   // pwrite(fd, data, offset). A result shorter than data.size() is a short write:
@@ -68,6 +70,9 @@ namespace internal {
 // Blocking POSIX implementations shared by the engines. Each retries EINTR and
 // returns the syscall-style result described above.
 int64_t PosixPRead(int fd, absl::Span<uint8_t> buf, uint64_t offset);
+// preadv2(RWF_NOWAIT): reads only what the page cache holds without blocking
+// (-EAGAIN when it would block; -EOPNOTSUPP where unsupported).
+int64_t PosixPReadNoWait(int fd, absl::Span<uint8_t> buf, uint64_t offset);
 int64_t PosixPWrite(int fd, absl::Span<const uint8_t> data, uint64_t offset);
 int64_t PosixFDataSync(int fd);
 int PosixPunchHole(int fd, uint64_t offset, uint64_t length);

@@ -88,6 +88,15 @@ void ThreadPoolFileIo::WorkerLoop() {
 
 void ThreadPoolFileIo::PRead(int fd, absl::Span<uint8_t> buf, uint64_t offset,
                              Completion done) {
+  if (!buf.empty() && buf.size() <= options_.inline_read_max_bytes) {
+    const int64_t n = internal::PosixPReadNoWait(fd, buf, offset);
+    if (n == static_cast<int64_t>(buf.size())) {
+      std::move(done)(n);
+      return;
+    }
+    // Not all cached (-EAGAIN or a short read), unsupported, at end of file
+    // or an error: a worker reads it with a plain pread and reports that.
+  }
   Enqueue([fd, buf, offset, done = std::move(done)]() mutable {
     std::move(done)(internal::PosixPRead(fd, buf, offset));
   });

@@ -3,7 +3,8 @@
 // The portable engine: used where io_uring is unavailable (old kernels, sandboxes
 // whose seccomp policy forbids io_uring_setup) or when chosen explicitly. Each
 // operation is queued and a worker runs the blocking syscall, then the completion.
-// The queue is bounded: submitters from outside the pool block while it is full;
+// Small reads the page cache holds complete on the caller's thread (see
+// Options::inline_read_max_bytes). The queue is bounded: submitters from outside the pool block while it is full;
 // submissions made from a worker (inside a completion) are never blocked, so a
 // completion that resubmits cannot deadlock the pool.
 #ifndef APPLIANCE_STORAGE_THREAD_POOL_FILE_IO_H_
@@ -31,6 +32,12 @@ class ThreadPoolFileIo : public FileIo {
     // Operations queued but not yet picked up by a worker before submitters
     // from outside the pool block (>= 1).
     uint32_t max_queued = 256;
+    // Reads up to this many bytes are first tried on the caller's thread with
+    // preadv2(RWF_NOWAIT), which copies from the page cache and never blocks:
+    // when it returns everything, done runs at once (no hand-off to a worker
+    // and back); otherwise the read is queued as usual. 0 turns this off.
+    // Bounded so the caller (the iSCSI event loop) never copies long.
+    size_t inline_read_max_bytes = 64 * 1024;
   };
 
   // Fails with kInvalidArgument on a zero field.

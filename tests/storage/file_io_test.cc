@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -202,6 +203,67 @@ INSTANTIATE_TEST_SUITE_P(Engines, FileIoTest,
                          [](const auto& info) {
                            return std::string(IoEngineName(info.param));
                          });
+
+// A small read the page cache holds completes on the caller's thread before
+// PRead returns (no worker round trip); a larger one, a read past the end of
+// the file and an error still go through a worker, with plain pread results.
+TEST(ThreadPoolFileIoTest, CachedSmallReadsCompleteInlineOthersOnAWorker) {
+  ThreadPoolFileIo::Options options;
+  options.num_threads = 2;
+  options.inline_read_max_bytes = 16384;
+  auto io = ThreadPoolFileIo::Create(options);
+  ASSERT_TRUE(io.ok()) << io.status();
+  const std::string path = NewTempPath("inline");
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::vector<uint8_t> data = Pattern(65536, 7);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 0), 65536);  // in the page cache
+
+  const std::thread::id caller = std::this_thread::get_id();
+  struct Seen {
+    bool ran = false;
+    int64_t result = 0;
+    std::thread::id on;
+  };
+  auto read = [&](size_t length, uint64_t offset, std::vector<uint8_t>* buf) {
+    buf->assign(length, 0);
+    auto seen = std::make_shared<Seen>();
+    absl::Notification done;
+    (*io)->PRead(fd, absl::MakeSpan(*buf), offset, [seen, &done](int64_t r) {
+      seen->ran = true;
+      seen->result = r;
+      seen->on = std::this_thread::get_id();
+      done.Notify();
+    });
+    const bool ran_before_return = seen->ran;
+    done.WaitForNotification();
+    return std::make_pair(ran_before_return, *seen);
+  };
+
+  std::vector<uint8_t> buf;
+  auto [inline_small, small] = read(4096, 8192, &buf);
+  EXPECT_TRUE(inline_small);
+  EXPECT_EQ(small.on, caller);
+  EXPECT_EQ(small.result, 4096);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 8192));
+
+  // (A worker may finish before PRead returns: its thread tells.)
+  auto [unused_large, large] = read(32768, 0, &buf);
+  EXPECT_NE(large.on, caller);
+  EXPECT_EQ(large.result, 32768);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin()));
+
+  // Past the end: the short read is the worker's pread result.
+  auto [unused_eof, eof] = read(8192, 65536 - 100, &buf);
+  EXPECT_NE(eof.on, caller);
+  EXPECT_EQ(eof.result, 100);
+
+  ::close(fd);
+  std::vector<uint8_t> small_buf(512);
+  ResultWaiter bad;
+  (*io)->PRead(fd, absl::MakeSpan(small_buf), 0, bad.Completion());
+  EXPECT_EQ(bad.Wait(), -EBADF);
+}
 
 TEST(FileIoFactoryTest, ThreadPoolOnRequest) {
   FileIoOptions options;
