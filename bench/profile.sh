@@ -27,7 +27,7 @@ bazel build //appliance/daemon:applianced >&2
 DIR=$(mktemp -d /tmp/profile.XXXXXX)
 PID=""
 cleanup() {
-  [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null
+  if [[ -n $PID ]]; then kill -TERM "$PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -35,12 +35,14 @@ bazel build //appliance/daemon:applianced >&2
 DIR=$(mktemp -d /tmp/vs-tgt.XXXXXX)
 OURS_PID="" TGT_PID="" IPERF_PID=""
 cleanup() {
-  [[ -n $OURS_PID ]] && kill -TERM "$OURS_PID" 2>/dev/null
+  # Every step may fail (already gone): none may stop the rest (set -e).
+  if [[ -n $OURS_PID ]]; then kill -TERM "$OURS_PID" 2>/dev/null || true; fi
   if [[ -n $TGT_PID ]]; then
-    tgtadm -C "$TGT_CONTROL" --lld iscsi --mode system --op delete --force > /dev/null 2>&1
-    kill -KILL "$TGT_PID" 2>/dev/null
+    tgtadm -C "$TGT_CONTROL" --lld iscsi --mode system --op delete --force \
+      > /dev/null 2>&1 || true
+    kill -KILL "$TGT_PID" 2>/dev/null || true
   fi
-  [[ -n $IPERF_PID ]] && kill "$IPERF_PID" 2>/dev/null
+  if [[ -n $IPERF_PID ]]; then kill "$IPERF_PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
