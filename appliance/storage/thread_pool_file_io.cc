@@ -1,8 +1,12 @@
 #include "appliance/storage/thread_pool_file_io.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -43,6 +47,12 @@ ThreadPoolFileIo::~ThreadPoolFileIo() {
 bool ThreadPoolFileIo::OnWorkerThread() const { return current_pool == this; }
 
 void ThreadPoolFileIo::Enqueue(Work work) {
+  Op op;
+  op.work = std::move(work);
+  EnqueueOp(std::move(op));
+}
+
+void ThreadPoolFileIo::EnqueueOp(Op op) {
   absl::MutexLock lock(&mu_);
   if (!OnWorkerThread()) {
     auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -50,12 +60,13 @@ void ThreadPoolFileIo::Enqueue(Work work) {
     };
     mu_.Await(absl::Condition(&has_room));
   }
-  queue_.push_back(std::move(work));
+  queue_.push_back(std::move(op));
 }
 
 void ThreadPoolFileIo::WorkerLoop() {
   common::SetThreadName("file-io");
   current_pool = this;
+  std::vector<Op> writes;
   while (true) {
     // One round: the work queued now, up to kMaxRound items; what their
     // completions put off (a proxied stream's completion writes) is done once,
@@ -63,7 +74,8 @@ void ThreadPoolFileIo::WorkerLoop() {
     constexpr int kMaxRound = 16;
     common::DeferScope round;
     for (int n = 0; n < kMaxRound; ++n) {
-      Work work;
+      Op op;
+      writes.clear();
       {
         absl::MutexLock lock(&mu_);
         if (n == 0) {
@@ -78,10 +90,70 @@ void ThreadPoolFileIo::WorkerLoop() {
         } else if (queue_.empty()) {
           break;
         }
-        work = std::move(queue_.front());
+        op = std::move(queue_.front());
         queue_.pop_front();
+        if (!op.work) {
+          // A write: take the ones that continue it.
+          size_t bytes = op.data.size();
+          uint64_t end = op.offset + op.data.size();
+          const int fd = op.fd;
+          writes.push_back(std::move(op));
+          while (!queue_.empty() && !queue_.front().work &&
+                 queue_.front().fd == fd && queue_.front().offset == end &&
+                 writes.size() < IOV_MAX &&
+                 bytes + queue_.front().data.size() <=
+                     options_.coalesce_write_max_bytes) {
+            bytes += queue_.front().data.size();
+            end += queue_.front().data.size();
+            writes.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+        }
       }
-      std::move(work)();
+      if (writes.empty()) {
+        std::move(op.work)();
+      } else {
+        RunWrites(writes);
+      }
+    }
+  }
+}
+
+void ThreadPoolFileIo::RunWrites(std::vector<Op>& writes) {
+  writes_ += writes.size();
+  write_syscalls_++;
+  if (writes.size() == 1) {
+    Op& w = writes.front();
+    std::move(w.done)(internal::PosixPWrite(w.fd, w.data, w.offset));
+    return;
+  }
+  std::vector<iovec> iov(writes.size());
+  for (size_t i = 0; i < writes.size(); ++i) {
+    iov[i].iov_base = const_cast<uint8_t*>(writes[i].data.data());
+    iov[i].iov_len = writes[i].data.size();
+  }
+  ssize_t n;
+  do {
+    n = ::pwritev(writes.front().fd, iov.data(), static_cast<int>(iov.size()),
+                  static_cast<off_t>(writes.front().offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    const int64_t error = -errno;
+    for (Op& w : writes) std::move(w.done)(error);
+    return;
+  }
+  // Each write gets the part of the result that covers it; one the kernel
+  // stopped before (a short pwritev) is written on its own, so its result is
+  // its own syscall's.
+  size_t left = static_cast<size_t>(n);
+  for (Op& w : writes) {
+    const size_t covered = std::min(left, w.data.size());
+    left -= covered;
+    if (covered > 0) {
+      std::move(w.done)(static_cast<int64_t>(covered));
+    } else {
+      write_syscalls_++;
+      std::move(w.done)(internal::PosixPWrite(w.fd, w.data, w.offset));
     }
   }
 }
@@ -104,9 +176,18 @@ void ThreadPoolFileIo::PRead(int fd, absl::Span<uint8_t> buf, uint64_t offset,
 
 void ThreadPoolFileIo::PWrite(int fd, absl::Span<const uint8_t> data,
                               uint64_t offset, Completion done) {
-  Enqueue([fd, data, offset, done = std::move(done)]() mutable {
-    std::move(done)(internal::PosixPWrite(fd, data, offset));
-  });
+  if (options_.coalesce_write_max_bytes == 0) {
+    Enqueue([fd, data, offset, done = std::move(done)]() mutable {
+      std::move(done)(internal::PosixPWrite(fd, data, offset));
+    });
+    return;
+  }
+  Op op;
+  op.fd = fd;
+  op.data = data;
+  op.offset = offset;
+  op.done = std::move(done);
+  EnqueueOp(std::move(op));
 }
 
 void ThreadPoolFileIo::FDataSync(int fd, Completion done) {

@@ -265,6 +265,55 @@ TEST(ThreadPoolFileIoTest, CachedSmallReadsCompleteInlineOthersOnAWorker) {
   EXPECT_EQ(bad.Wait(), -EBADF);
 }
 
+// Writes queued behind a busy worker that continue each other in one file
+// go out as one pwritev, each with its own result; a gap, another file or the
+// byte bound starts a new syscall; a failing batch fails every write in it.
+TEST(ThreadPoolFileIoTest, AdjacentQueuedWritesCoalesce) {
+  ThreadPoolFileIo::Options options;
+  options.num_threads = 1;
+  options.coalesce_write_max_bytes = 6 * 4096;
+  auto io = ThreadPoolFileIo::Create(options);
+  ASSERT_TRUE(io.ok()) << io.status();
+  const std::string path = NewTempPath("coalesce");
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const int read_only = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(read_only, 0);
+
+  absl::Notification release;
+  (*io)->Post([&release](int64_t) { release.WaitForNotification(); });
+  // Offsets in 4 KiB blocks: 0..7 contiguous (6-block bound: 0-5, 6-7), a
+  // gap, 10..11, then three on a read-only descriptor (contiguous).
+  const std::vector<uint64_t> blocks = {0, 1, 2, 3, 4, 5, 6, 7, 10, 11};
+  std::vector<std::vector<uint8_t>> data;
+  for (uint64_t b : blocks) data.push_back(Pattern(4096, static_cast<int>(b) + 1));
+  std::vector<std::unique_ptr<ResultWaiter>> results;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    results.push_back(std::make_unique<ResultWaiter>());
+    (*io)->PWrite(fd, absl::MakeConstSpan(data[i]), blocks[i] * 4096,
+                  results.back()->Completion());
+  }
+  std::vector<std::unique_ptr<ResultWaiter>> failed;
+  for (uint64_t b = 20; b < 23; ++b) {
+    failed.push_back(std::make_unique<ResultWaiter>());
+    (*io)->PWrite(read_only, absl::MakeConstSpan(data[0]), b * 4096,
+                  failed.back()->Completion());
+  }
+  release.Notify();
+  for (auto& r : results) EXPECT_EQ(r->Wait(), 4096);
+  for (auto& r : failed) EXPECT_EQ(r->Wait(), -EBADF);
+  // 0-5, 6-7, 10-11, and the failing batch.
+  EXPECT_EQ((*io)->writes(), 13u);
+  EXPECT_EQ((*io)->write_syscalls(), 4u);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    std::vector<uint8_t> back(4096);
+    ASSERT_EQ(::pread(fd, back.data(), back.size(), blocks[i] * 4096), 4096);
+    EXPECT_EQ(back, data[i]) << "block " << blocks[i];
+  }
+  ::close(read_only);
+  ::close(fd);
+}
+
 TEST(FileIoFactoryTest, ThreadPoolOnRequest) {
   FileIoOptions options;
   options.engine = IoEngine::kThreadPool;
