@@ -115,12 +115,22 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 declare -A RSS_IDLE RSS_BUSY
 for t in ours tgt; do RSS_IDLE[$t]=$(rss_kib "${PID[$t]}"); done
 
-declare -A R
+# Each daemon's CPU time per operation over the same window (from /proc): on
+# 2 cores the client competes for the CPU too, so this shows each target's own
+# cost apart from what the shared machine lets it reach.
+TICK=$(getconf CLK_TCK)
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A R CPU
 for c in "${CASES[@]}"; do
   for ((i = 0; i < ROUNDS; i++)); do
     for t in ours tgt; do
       start=$SECONDS
-      R[$c.$t]+="$($c "${URL[$t]}") "
+      p0=$(proc_ticks "${PID[$t]}") t0=$(date +%s.%N)
+      rate=$($c "${URL[$t]}")
+      t1=$(date +%s.%N) p1=$(proc_ticks "${PID[$t]}")
+      R[$c.$t]+="$rate "
+      CPU[$c.$t]+=$(awk -v p=$((p1 - p0)) -v hz="$TICK" -v t0="$t0" -v t1="$t1" -v r="$rate" \
+        'BEGIN { printf "%.1f ", p * 1e6 / (hz * (t1 - t0) * (r > 0 ? r : 1)) }')
       echo "[$c $t round $((i + 1))] $((SECONDS - start)) s" >&2
     done
   done
@@ -162,14 +172,14 @@ mkdir -p "$RESULTS"
        "1 GiB file-backed LUN each, median of $ROUNDS alternating rounds, $(date -u +%Y-%m-%d)."
   echo "Reproduce: \`bench/vs_tgt.sh $ROUNDS\`."
   echo
-  echo "| case | ours | tgt | ours / tgt |"
-  echo "|---|---|---|---|"
+  echo "| case | ours | tgt | ours / tgt | daemon CPU per op, us: ours | tgt |"
+  echo "|---|---|---|---|---|---|"
   n=0
   for c in "${CASES[@]}"; do
     o=$(echo "${R[$c.ours]}" | median)
     g=$(echo "${R[$c.tgt]}" | median)
     ratio=$(awk -v a="$o" -v b="$g" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-    echo "| ${LABEL[$c]} | $o | $g | $ratio |"
+    echo "| ${LABEL[$c]} | $o | $g | $ratio | $(echo "${CPU[$c.ours]}" | median) | $(echo "${CPU[$c.tgt]}" | median) |"
     n=$((n + 1))
     echo "$n \"$c\" $ratio" >> "$RESULTS/vs_tgt.dat"
   done
