@@ -45,6 +45,7 @@ LIBS="$ABSL_LIBS -lisal -lssl -lcrypto -lpthread -lrt"
 
 PROTOCOL_SRCS=(chap login negotiation options pdu text)
 SERVER_SRCS=(connection event_loop server session_registry)
+COMMON_SRCS=(defer_scope)
 
 # Objects of target/iscsi, built once with the fuzzing instrumentation
 # (-fsanitize=fuzzer-no-link: coverage without libFuzzer's main).
@@ -64,6 +65,11 @@ OBJS_SERVER=()
 for s in "${SERVER_SRCS[@]}"; do
   compile "$ROOT/target/iscsi/$s.cc" "$OUT/obj/$s.o"
   OBJS_SERVER+=("$OUT/obj/$s.o")
+done
+# What the server part uses from common/ (the event loop's DeferScope).
+for s in "${COMMON_SRCS[@]}"; do
+  compile "$ROOT/common/$s.cc" "$OUT/obj/common_$s.o"
+  OBJS_SERVER+=("$OUT/obj/common_$s.o")
 done
 
 status=0
