@@ -9,7 +9,8 @@
 # ROUNDS times (default 3), and prints medians and the ratio proxied/direct as
 # a Markdown table (also written to RESULTS_DIR/pair_proxy.md).
 # Cases: 4 KiB random reads QD32 (iscsi-perf -r), 4 KiB sequential writes QD32,
-# 1 MiB sequential reads and writes QD8 (qemu-img bench).
+# 1 MiB sequential reads and writes QD8 (qemu-img bench); CASES="rand_read_4k ..."
+# runs a subset.
 # Beside each figure: CPU time per operation (node-a, node-b, and the whole
 # machine, client included), from /proc over the same window: on this one
 # machine both nodes and the client share the cores, so CPU per operation is
@@ -54,7 +55,8 @@ proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
 declare -A RESULT CPU
-for case in rand_read_4k seq_write_4k seq_read_1m seq_write_1m; do
+CASES=${CASES:-rand_read_4k seq_write_4k seq_read_1m seq_write_1m}
+for case in $CASES; do
   for path in direct proxied; do RESULT[$case.$path]=""; CPU[$case.$path]=""; done
   for ((r = 0; r < ROUNDS; r++)); do
     for path in direct proxied; do
@@ -81,7 +83,7 @@ mkdir -p "$RESULTS"
   echo
   echo "| case | direct | proxied | proxied / direct |"
   echo "|---|---|---|---|"
-  for case in rand_read_4k seq_write_4k seq_read_1m seq_write_1m; do
+  for case in $CASES; do
     d=$(echo "${RESULT[$case.direct]}" | median)
     p=$(echo "${RESULT[$case.proxied]}" | median)
     case $case in
@@ -99,7 +101,7 @@ mkdir -p "$RESULTS"
   echo
   echo "| case | direct | proxied |"
   echo "|---|---|---|"
-  for case in rand_read_4k seq_write_4k seq_read_1m seq_write_1m; do
+  for case in $CASES; do
     cols=()
     for path in direct proxied; do
       cols+=("$(for i in 1 2 3; do echo "${CPU[$case.$path]}" | tr ' ' '\n' | grep . |

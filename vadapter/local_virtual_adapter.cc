@@ -340,6 +340,7 @@ LocalVirtualAdapter::Stream* LocalVirtualAdapter::PickStreamLocked(size_t bytes)
   Stream* best = nullptr;
   for (int slot = 0; slot < static_cast<int>(slots_.size()); ++slot) {
     Stream* s = slots_[slot];
+    // Opened only when the streams before it are past the fill bound.
     if (s == nullptr || !s->usable) s = OpenStreamLocked(slot);
     if (s->outstanding_requests >= options_.max_outstanding_requests_per_stream) {
       continue;
@@ -348,6 +349,8 @@ LocalVirtualAdapter::Stream* LocalVirtualAdapter::PickStreamLocked(size_t bytes)
         s->outstanding_bytes + bytes > options_.max_outstanding_bytes_per_stream) {
       continue;
     }
+    // The first stream with room under the fill bound takes it.
+    if (s->outstanding_bytes + bytes <= options_.fill_stream_bytes) return s;
     if (best == nullptr || s->outstanding_bytes < best->outstanding_bytes ||
         (s->outstanding_bytes == best->outstanding_bytes &&
          s->outstanding_requests < best->outstanding_requests)) {

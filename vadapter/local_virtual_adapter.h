@@ -61,6 +61,12 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
   struct Options {
     // Exchange streams kept open to the partner (opened on first use).
     int streams = 4;
+    // A command goes on the lowest-numbered stream whose outstanding bytes
+    // stay within this with it, else on the least loaded stream. Small
+    // commands then share one stream and leave in larger batches (every
+    // interconnect message costs both nodes thread wake-ups), while large
+    // transfers spread over the streams.
+    size_t fill_stream_bytes = 256 * 1024;
     // Per-stream flow control. A single command larger than the byte bound
     // still goes, alone on its stream.
     size_t max_outstanding_requests_per_stream = 128;

@@ -157,7 +157,9 @@ TEST_F(AdapterTest, AbortedFlagCrossesTheInterconnect) {
 }
 
 TEST_F(AdapterTest, AbortTaskSetReachesCommandsOnEveryStream) {
-  Start();
+  LocalVirtualAdapter::Options o;
+  o.fill_stream_bytes = 0;  // every command to the least loaded stream
+  Start(o);
   router_.set_hold(true);
   std::vector<ResponseCatcher> catchers(8);
   for (int i = 0; i < 8; ++i) {
@@ -183,6 +185,7 @@ TEST_F(AdapterTest, NexusLossIsForwarded) {
 TEST_F(AdapterTest, ManyConcurrentCommandsCompleteExactlyOnce) {
   LocalVirtualAdapter::Options o;
   o.max_outstanding_requests_per_stream = 8;  // forces queueing
+  o.fill_stream_bytes = 0;                    // and the use of every stream
   Start(o);
   constexpr int kThreads = 4;
   constexpr int kPerThread = 500;
@@ -223,6 +226,35 @@ TEST_F(AdapterTest, ManyConcurrentCommandsCompleteExactlyOnce) {
   EXPECT_EQ(s.outstanding, 0u);
   EXPECT_EQ(s.queued, 0u);
   EXPECT_EQ(router_.nexus_objects().size(), static_cast<size_t>(kThreads));
+}
+
+TEST_F(AdapterTest, SmallCommandsShareOneStreamLargeOnesSpread) {
+  Start();  // 4 streams, fill bound 256 KiB
+  router_.set_hold(true);
+  std::vector<ResponseCatcher> small(16);
+  for (int i = 0; i < 16; ++i) {
+    local_->Forward(ReadTask(i, 8, 4096, i), small[i].Callback());
+  }
+  ASSERT_TRUE(router_.WaitForHeld(16));
+  EXPECT_EQ(local_->stats().streams_opened, 1u) << "64 KiB outstanding: one stream";
+  router_.ReleaseHeld();
+  for (auto& c : small) {
+    ASSERT_TRUE(c.Wait());
+    EXPECT_EQ(c.response().status, scsi::ScsiStatus::kGood);
+  }
+  // 256 KiB each: the first fills stream 0, each next one opens the next.
+  std::vector<ResponseCatcher> large(4);
+  for (int i = 0; i < 4; ++i) {
+    local_->Forward(ReadTask(i * 512, 512, 256 * 1024, 100 + i), large[i].Callback());
+  }
+  ASSERT_TRUE(router_.WaitForHeld(4));
+  EXPECT_EQ(local_->stats().streams_opened, 4u);
+  router_.ReleaseHeld();
+  for (auto& c : large) {
+    ASSERT_TRUE(c.Wait());
+    EXPECT_EQ(c.response().status, scsi::ScsiStatus::kGood);
+    EXPECT_EQ(c.response().data_in.size(), 256u * 1024);
+  }
 }
 
 TEST_F(AdapterTest, EightMebibyteTransfers) {
