@@ -16,14 +16,23 @@ namespace iscsi {
 Poster::~Poster() { close(event_fd_); }
 
 bool Poster::Post(absl::AnyInvocable<void() &&> fn) {
+  bool wake;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return false;
+    // Only the first item of a batch signals: the loop drains the eventfd
+    // before it takes the queue, so an item queued after a Take() always
+    // finds the queue empty and signals again. A burst of completions (one
+    // interconnect message, one I/O round) then costs one write(2) and at most
+    // one wake-up instead of one each.
+    wake = queue_.empty();
     queue_.push_back(std::move(fn));
   }
-  const uint64_t one = 1;
-  ssize_t n = write(event_fd_, &one, sizeof(one));
-  (void)n;  // EAGAIN means the counter is already non-zero: the loop wakes up
+  if (wake) {
+    const uint64_t one = 1;
+    ssize_t n = write(event_fd_, &one, sizeof(one));
+    (void)n;  // EAGAIN: the counter is already non-zero, the loop wakes up
+  }
   return true;
 }
 
