@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/defer_scope.h"
 #include "target/iscsi/residual.h"
 #include "target/iscsi/text.h"
 
@@ -23,6 +24,12 @@ namespace {
 bool SnLess(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
 
 constexpr size_t kPauseReadingAbove = 8 * 1024 * 1024;
+// Within an event-loop round, PDUs whose data segment is at most
+// kCorkMaxDataBytes are gathered (copied) and leave with one send when the
+// round ends, while the gathered bytes stay within kCorkMaxBytes; larger data
+// segments go out in place (SendSpan).
+constexpr size_t kCorkMaxDataBytes = 16 * 1024;
+constexpr size_t kCorkMaxBytes = 256 * 1024;
 
 std::string HexIsid(const std::array<uint8_t, 6>& isid) {
   std::string s;
@@ -193,6 +200,23 @@ void Connection::SendSpan(const Bhs& bhs, absl::Span<const uint8_t> data,
   }
   SerializePduTrailer(data, data_digest_, &pdu_tail_);
   const absl::Span<const uint8_t> parts[] = {pdu_head_, data, pdu_tail_};
+  const size_t pdu_bytes = pdu_head_.size() + data.size() + pdu_tail_.size();
+  if (!want_write_ && data.size() <= kCorkMaxDataBytes &&
+      out_.size() - out_pos_ + pdu_bytes <= kCorkMaxBytes &&
+      (corked_ || out_pos_ >= out_.size()) && common::DeferScope::IsOpen()) {
+    // More responses of this round may follow (a batch of completions): they
+    // leave together when the round ends.
+    for (const auto& part : parts) out_.insert(out_.end(), part.begin(), part.end());
+    if (!corked_) {
+      corked_ = true;
+      common::DeferScope::Defer([weak = weak_from_this()] {
+        if (auto c = weak.lock()) c->Uncork();
+      });
+    }
+    return;
+  }
+  Uncork();  // what was gathered goes first
+  if (closed_) return;
   size_t sent = 0;
   if (!want_write_ && out_pos_ >= out_.size()) {
     iovec iov[3];
@@ -225,7 +249,15 @@ void Connection::SendSpan(const Bhs& bhs, absl::Span<const uint8_t> data,
   if (!want_write_) HandleWritable();
 }
 
+void Connection::Uncork() {
+  if (!corked_) return;
+  corked_ = false;
+  if (!closed_ && !want_write_) HandleWritable();
+}
+
 void Connection::CloseAfterFlush() {
+  Uncork();
+  if (closed_) return;
   close_after_flush_ = true;
   if (out_pos_ >= out_.size()) {
     Close("closed after final response");

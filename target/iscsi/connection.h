@@ -123,8 +123,12 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   // nothing queued ahead, header, data and trailer go to the socket in one
   // sendmsg (the data is not copied); what the socket does not take, or
   // everything when output is already queued, is appended to out_.
+  // Inside an event-loop round (a DeferScope), PDUs with small data segments
+  // are gathered in out_ instead and sent together when the round ends.
   void SendSpan(const Bhs& bhs, absl::Span<const uint8_t> data,
                 absl::Span<const uint8_t> ahs = {});
+  // Sends what this round gathered (if the socket is not already backed up).
+  void Uncork();
   void CloseAfterFlush();
   void Close(const char* reason);
 
@@ -165,6 +169,7 @@ class Connection : public FdHandler, public std::enable_shared_from_this<Connect
   bool close_after_flush_ = false;
   bool reading_paused_ = false;
   bool want_write_ = false;
+  bool corked_ = false;  // out_ holds this round's gathered PDUs, not yet sent
 
   PduReader reader_;
   std::vector<uint8_t> out_;
