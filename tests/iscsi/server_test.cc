@@ -65,6 +65,8 @@ class Client {
   void SendRaw(const std::vector<uint8_t>& bytes) {
     send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   }
+  // Half-close: the target sees end of input, this side can still read.
+  void ShutdownWrite() { shutdown(fd_, SHUT_WR); }
   void Send(const Bhs& bhs, std::vector<uint8_t> data = {}, std::vector<uint8_t> ahs = {}) {
     Pdu p;
     p.bhs = bhs;
@@ -361,6 +363,27 @@ TEST_F(ServerTest, NopOutEchoAndSnackReject) {
   ASSERT_TRUE(Decode(rej->bhs, &r).ok());
   EXPECT_EQ(r.reason, static_cast<uint8_t>(RejectReason::kSnackReject));
   EXPECT_EQ(rej->data.size(), 48u);  // the rejected header
+}
+
+TEST_F(ServerTest, AnswersAreDeliveredWhenThePeerHalfClosesRightAfter) {
+  // The NOP-Out and the FIN arrive together: the answer gathered in that
+  // event-loop round still reaches the initiator before the target closes.
+  Start();
+  for (uint32_t i = 0; i < 20; ++i) {
+    Client c(port_);
+    ASSERT_EQ(c.Login({}).status_class, 0);
+    NopOut nop;
+    nop.immediate = true;
+    nop.itt = 100 + i;
+    nop.cmd_sn = c.NextCmdSn();
+    c.Send(Encode(nop), {7, 7});
+    c.ShutdownWrite();
+    auto pdu = c.Read();
+    ASSERT_TRUE(pdu) << "round " << i;
+    NopIn in;
+    ASSERT_TRUE(Decode(pdu->bhs, &in).ok());
+    EXPECT_EQ(in.itt, 100 + i);
+  }
 }
 
 TEST_F(ServerTest, MalformedInputDropsTheConnection) {
