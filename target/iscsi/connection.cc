@@ -268,17 +268,13 @@ void Connection::CloseAfterFlush() {
 
 void Connection::Close(const char* reason) {
   if (closed_) return;
+  // What this round gathered would have been handed to the socket already
+  // without corking (a peer that half-closed still reads it). A send error
+  // there closes the connection itself.
+  Uncork();
+  if (closed_) return;
   closed_ = true;
   (void)reason;
-  if (corked_) {
-    // What this round gathered would have been handed to the socket already
-    // without corking (a peer that half-closed still reads it): one try.
-    corked_ = false;
-    if (!want_write_) {
-      (void)send(fd_, out_.data() + out_pos_, out_.size() - out_pos_,
-                 MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
-  }
   loop_->Unwatch(watch_id_, fd_);
   close(fd_);
   server_->connection_count--;
