@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/server_builder.h"
 
 namespace interconnect {
@@ -20,10 +21,18 @@ grpc::ChannelArguments ClientChannelArguments(const TransportOptions& options) {
   return args;
 }
 
+void RunCompletionQueue(grpc::CompletionQueue* cq) {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->on_done(ok);
+}
+
 InterconnectServer::InterconnectServer(std::unique_ptr<grpc::Server> server,
                                        int port, std::string address,
-                                       TransportOptions transport)
+                                       TransportOptions transport,
+                                       std::vector<Polled> polled)
     : server_(std::move(server)),
+      polled_(std::move(polled)),
       port_(port),
       address_(std::move(address)),
       transport_(transport) {}
@@ -36,7 +45,13 @@ absl::StatusOr<std::unique_ptr<InterconnectServer>> InterconnectServer::Create(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.address, options.credentials, &port);
-  for (grpc::Service* s : services) builder.RegisterService(s);
+  std::vector<Polled> polled;
+  for (grpc::Service* s : services) {
+    builder.RegisterService(s);
+    if (auto* p = dynamic_cast<PolledService*>(s)) {
+      polled.push_back(Polled{p, builder.AddCompletionQueue()});
+    }
+  }
   const TransportOptions& t = options.transport;
   builder.SetMaxReceiveMessageSize(t.max_message_bytes);
   builder.SetMaxSendMessageSize(t.max_message_bytes);
@@ -52,13 +67,20 @@ absl::StatusOr<std::unique_ptr<InterconnectServer>> InterconnectServer::Create(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
+    if (server) server->Shutdown();
+    for (Polled& p : polled) {
+      p.cq->Shutdown();
+      RunCompletionQueue(p.cq.get());
+    }
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.address));
   }
+  for (Polled& p : polled) p.service->StartPolling(p.cq.get());
   std::string host = options.address.substr(0, options.address.rfind(':'));
   std::string address = absl::StrCat(host, ":", port);
   return std::unique_ptr<InterconnectServer>(new InterconnectServer(
-      std::move(server), port, std::move(address), options.transport));
+      std::move(server), port, std::move(address), options.transport,
+      std::move(polled)));
 }
 
 InterconnectServer::~InterconnectServer() { Shutdown(); }
@@ -70,7 +92,9 @@ std::shared_ptr<grpc::Channel> InterconnectServer::InProcessChannel() const {
 void InterconnectServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Polled services keep polling while the server shuts down.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
+  for (Polled& p : polled_) p.service->StopPolling();
   server_->Wait();
 }
 

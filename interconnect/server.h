@@ -7,12 +7,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/completion_queue.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -38,6 +41,37 @@ struct TransportOptions {
 
 // gRPC channel arguments for TransportOptions (client side).
 grpc::ChannelArguments ClientChannelArguments(const TransportOptions& options);
+
+// A tag for gRPC's completion-queue (async) API: the operation it was given to
+// runs on_done(ok) on the thread that takes it from the queue.
+struct QueueTag {
+  explicit QueueTag(std::function<void(bool ok)> on_done)
+      : on_done(std::move(on_done)) {}
+  std::function<void(bool ok)> on_done;
+};
+
+// Takes tags from cq and runs them until cq is shut down and drained. The
+// thread that calls it also polls gRPC's sockets while it waits, so the
+// socket event, the transport's work and the tag's reaction happen on it
+// without a hand-off to another thread (what gRPC's callback API costs: its
+// shared threads wake each other several times per stream message).
+void RunCompletionQueue(grpc::CompletionQueue* cq);
+
+// A service served through a completion queue of its own (the data path:
+// Proxy.Exchange), polled by a thread the service runs. A grpc::Service given
+// to InterconnectServer::Create that also implements this interface gets a
+// grpc::ServerCompletionQueue from the server.
+class PolledService {
+ public:
+  virtual ~PolledService() = default;
+  // The server has started: request calls on cq and start polling it (cq is
+  // the server's; valid until StopPolling returns).
+  virtual void StartPolling(grpc::ServerCompletionQueue* cq) = 0;
+  // The server has shut down (its calls are cancelled; their last tags may
+  // still wait in cq): stop starting operations, shut cq down, drain it and
+  // join the polling thread.
+  virtual void StopPolling() = 0;
+};
 
 class InterconnectServer {
  public:
@@ -73,10 +107,17 @@ class InterconnectServer {
   void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
  private:
+  struct Polled {
+    PolledService* service;
+    std::unique_ptr<grpc::ServerCompletionQueue> cq;
+  };
+
   InterconnectServer(std::unique_ptr<grpc::Server> server, int port,
-                     std::string address, TransportOptions transport);
+                     std::string address, TransportOptions transport,
+                     std::vector<Polled> polled);
 
   std::unique_ptr<grpc::Server> server_;
+  std::vector<Polled> polled_;
   const int port_;
   const std::string address_;
   const TransportOptions transport_;

@@ -42,33 +42,37 @@ scsi::TaskResponse AbortedResponse() {
 }  // namespace
 
 // One Proxy.Exchange call. Every member but the gRPC buffers is guarded by
-// the adapter's mu_. A hold keeps gRPC from finishing the call (and deleting
-// nothing: OnDone deletes) until the read side has ended, so writes started
-// under mu_ while usable never race with OnDone.
-class LocalVirtualAdapter::Stream
-    : public grpc::ClientBidiReactor<interconnect::EnvelopeBatch,
-                                     interconnect::CompletionBatch> {
+// the adapter's mu_; its tags run on the adapter's polling thread. The call
+// ends (Finish, then the adapter deletes it) once its read side has failed and
+// no write is in flight.
+class LocalVirtualAdapter::Stream {
  public:
   Stream(LocalVirtualAdapter& adapter, int slot)
-      : slot(slot), adapter_(adapter), writes_(adapter.options_.max_batch_bytes) {}
+      : slot(slot),
+        adapter_(adapter),
+        writes_(adapter.options_.max_batch_bytes),
+        started_([this](bool ok) { OnStarted(ok); }),
+        read_([this](bool ok) { OnReadDone(ok); }),
+        written_([this](bool ok) { OnWriteDone(ok); }),
+        finished_([this](bool) { adapter_.OnStreamDone(this); }) {}
 
   void Begin() {
-    adapter_.stub_->async()->Exchange(&context, this);
-    AddHold();
-    StartRead(&read_buffer_);
-    StartCall();
+    call_ = adapter_.stub_->PrepareAsyncExchange(&context, &adapter_.cq_);
+    call_->StartCall(&started_);
   }
 
-  // Queues e (in order; what queues while a write is in flight leaves as one
-  // batch, and so does what a DeferScope round adds: see HoldWritesLocked).
+  // Queues e (in order; what queues while a write is in flight, or before
+  // the call has started, leaves as one batch, and so does what a DeferScope
+  // round adds: see HoldWritesLocked).
   void Write(interconnect::Envelope e) {
     if (!usable) return;
-    Send(writes_.Add(std::move(e), adapter_.HoldWritesLocked()));
+    const bool hold = adapter_.HoldWritesLocked() || !call_started_;
+    Send(writes_.Add(std::move(e), hold));
   }
 
   // Hands over what was held (if no write is in flight).
   void Flush() {
-    if (usable) Send(writes_.Release());
+    if (usable && call_started_) Send(writes_.Release());
   }
 
   void Cancel() {
@@ -77,28 +81,11 @@ class LocalVirtualAdapter::Stream
     context.TryCancel();
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      adapter_.OnStreamBroken(this);
-      return;
-    }
-    adapter_.OnCompletions(this, &read_buffer_);
-    read_buffer_.Clear();
-    // Keep reading even when cancelled: the failed read is what ends it.
-    StartRead(&read_buffer_);
+  // The read side has failed (under mu_): finish once no write is in flight.
+  void EndReads() {
+    reads_ended_ = true;
+    MaybeFinish();
   }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&adapter_.mu_);
-    // Once cancelled, what waits is dropped (its commands have failed).
-    Send(writes_.WriteDone(ok && usable));
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    adapter_.OnStreamDone(this);
-  }
-
-  void ReleaseHold() { RemoveHold(); }
 
   grpc::ClientContext context;
   const int slot;
@@ -108,16 +95,59 @@ class LocalVirtualAdapter::Stream
   absl::flat_hash_set<uint64_t> ids;  // pending entries sent on this stream
 
  private:
-  // Hands batch (if any) to gRPC. Under the adapter's mu_.
+  void OnStarted(bool ok) {
+    if (!ok) {  // the call never started: nothing to read
+      adapter_.OnStreamBroken(this);
+      return;
+    }
+    absl::MutexLock l(&adapter_.mu_);
+    call_started_ = true;
+    call_->Read(&read_buffer_, &read_);
+    Flush();
+  }
+
+  void OnReadDone(bool ok) {
+    if (!ok) {
+      adapter_.OnStreamBroken(this);
+      return;
+    }
+    adapter_.OnCompletions(this, &read_buffer_);
+    read_buffer_.Clear();
+    // Keep reading even when cancelled: the failed read is what ends it.
+    call_->Read(&read_buffer_, &read_);
+  }
+
+  void OnWriteDone(bool ok) {
+    absl::MutexLock l(&adapter_.mu_);
+    // Once cancelled, what waits is dropped (its commands have failed).
+    Send(writes_.WriteDone(ok && usable));
+    MaybeFinish();
+  }
+
+  // Under the adapter's mu_.
   void Send(interconnect::EnvelopeBatch* batch) {
     if (batch == nullptr) return;
     adapter_.stats_.batches_sent++;
-    StartWrite(batch);
+    call_->Write(*batch, &written_);
+  }
+
+  void MaybeFinish() {
+    if (!reads_ended_ || writes_.writing() || finishing_) return;
+    finishing_ = true;
+    call_->Finish(&status_, &finished_);
   }
 
   LocalVirtualAdapter& adapter_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriterInterface<
+      interconnect::EnvelopeBatch, interconnect::CompletionBatch>>
+      call_;
+  bool call_started_ = false;
+  bool reads_ended_ = false;
+  bool finishing_ = false;
+  grpc::Status status_;
   interconnect::CompletionBatch read_buffer_;
   WriteBatcher<interconnect::EnvelopeBatch> writes_;
+  interconnect::QueueTag started_, read_, written_, finished_;
 };
 
 LocalVirtualAdapter::LocalVirtualAdapter(interconnect::PartnerChannel& link,
@@ -148,6 +178,10 @@ absl::StatusOr<std::unique_ptr<LocalVirtualAdapter>> LocalVirtualAdapter::Create
   a->listener_id_ =
       link.AddStateListener([raw](bool connected) { raw->OnLinkChange(connected); });
   a->timer_ = std::thread([raw] { raw->TimerLoop(); });
+  a->poller_ = std::thread([raw] {
+    common::SetThreadName("proxy-client");
+    interconnect::RunCompletionQueue(&raw->cq_);
+  });
   return a;
 }
 
@@ -163,11 +197,15 @@ LocalVirtualAdapter::~LocalVirtualAdapter() {
   for (auto& c : cb) std::move(c)();
   stop_timer_.Notify();
   timer_.join();
-  absl::MutexLock l(&mu_);
-  auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return live_streams_.empty();
-  };
-  mu_.Await(absl::Condition(&all_done));
+  {
+    absl::MutexLock l(&mu_);
+    auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return live_streams_.empty();
+    };
+    mu_.Await(absl::Condition(&all_done));
+  }
+  cq_.Shutdown();
+  poller_.join();
 }
 
 bool LocalVirtualAdapter::PartnerReachable() const { return link_.connected(); }
@@ -495,8 +533,8 @@ void LocalVirtualAdapter::OnStreamBroken(Stream* s) {
     for (uint64_t id : ids) FailLocked(id, &cb, scsi::TmfResult::kComplete);
     // Waiting commands go on a fresh stream (or fail if the link is down).
     DispatchLocked(&cb);
+    s->EndReads();  // s may be deleted (on this thread) once mu_ is released
   }
-  s->ReleaseHold();  // s may be deleted from here on
   for (auto& f : cb) std::move(f)();
 }
 

@@ -5,10 +5,13 @@
 // the matching Completion comes back.
 //
 // It never blocks the caller (the iSCSI event loop): streams use gRPC's
-// callback API; Forward() only queues. Called inside a common::DeferScope (the
+// completion-queue API, polled by one thread of the adapter ("proxy-client")
+// that also takes the socket's events, so an answer is read, decoded and
+// completed on one thread; Forward() only queues. Called inside a common::DeferScope (the
 // event loop opens one per round of ready connections), it holds the round's
-// envelopes and sends them, per stream, as one message when the round ends. Completions run on gRPC's threads (or
-// the adapter's timer thread), never under the adapter's locks.
+// envelopes and sends them, per stream, as one message when the round ends.
+// Completions run on the polling thread (or the adapter's timer thread), never
+// under the adapter's locks.
 //
 // Flow control: each stream carries at most max_outstanding_requests_per_stream
 // commands and max_outstanding_bytes_per_stream bytes (data-out + expected
@@ -50,6 +53,7 @@
 #include "absl/time/time.h"
 #include "interconnect/partner_channel.h"
 #include "interconnect/proxy.grpc.pb.h"
+#include "interconnect/server.h"
 #include "target/virtual_target/module.h"
 #include "vadapter/envelope.h"
 #include "vadapter/write_batcher.h"
@@ -194,6 +198,8 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
 
   absl::Notification stop_timer_;
   std::thread timer_;
+  grpc::CompletionQueue cq_;
+  std::thread poller_;
 };
 
 }  // namespace vadapter

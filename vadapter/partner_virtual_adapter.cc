@@ -6,16 +6,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
+#include "common/thread_name.h"
 #include "vadapter/write_batcher.h"
 
 namespace vadapter {
 
-// One Exchange stream. The reactor object lives until OnDone; router
-// completions may arrive later, so they hold the Shared state (not the
-// reactor) and drop their answer once the stream has finished.
-class PartnerVirtualAdapter::Stream
-    : public grpc::ServerBidiReactor<interconnect::EnvelopeBatch,
-                                     interconnect::CompletionBatch> {
+// One Exchange stream, from its acceptance to its Finish. Its tags run on the
+// adapter's polling thread; writes may start from any thread (the engine's
+// completions), under shared_->mu. Router completions may arrive after the
+// stream is gone, so they hold the Shared state (not the stream) and drop their
+// answer once the stream has finished.
+class PartnerVirtualAdapter::Stream {
  public:
   struct Outstanding {
     std::shared_ptr<const scsi::ItNexus> nexus;
@@ -27,7 +28,7 @@ class PartnerVirtualAdapter::Stream
     explicit Shared(size_t max_batch_bytes) : writes(max_batch_bytes) {}
 
     absl::Mutex mu;
-    Stream* reactor ABSL_GUARDED_BY(mu);  // null once finished
+    Stream* stream ABSL_GUARDED_BY(mu) = nullptr;  // null once finished
     WriteBatcher<interconnect::CompletionBatch> writes ABSL_GUARDED_BY(mu);
     bool finish_requested ABSL_GUARDED_BY(mu) = false;
     bool flush_deferred ABSL_GUARDED_BY(mu) = false;
@@ -40,10 +41,10 @@ class PartnerVirtualAdapter::Stream
     void Write(interconnect::Completion c, bool finishes_task = false) {
       absl::MutexLock l(&mu);
       if (finishes_task) outstanding.erase(c.request_id());
-      if (reactor == nullptr || finish_requested) return;
+      if (stream == nullptr || finish_requested) return;
       const bool hold = common::DeferScope::IsOpen();
       if (interconnect::CompletionBatch* b = writes.Add(std::move(c), hold)) {
-        reactor->StartWrite(b);
+        stream->StartWrite(b);
       }
       if (hold && !flush_deferred) {
         flush_deferred = true;
@@ -55,23 +56,67 @@ class PartnerVirtualAdapter::Stream
     void Flush() {
       absl::MutexLock l(&mu);
       flush_deferred = false;
-      if (reactor == nullptr || finish_requested) return;
+      if (stream == nullptr || finish_requested) return;
       if (interconnect::CompletionBatch* b = writes.Release()) {
-        reactor->StartWrite(b);
+        stream->StartWrite(b);
       }
     }
   };
 
-  Stream(PartnerVirtualAdapter& adapter) : adapter_(adapter) {
-    shared_ = std::make_shared<Shared>(adapter_.options_.max_batch_bytes);
-    absl::MutexLock l(&shared_->mu);
-    shared_->reactor = this;
-    adapter_.streams_opened_++;
-    adapter_.open_streams_++;
-    StartRead(&batch_);
+  explicit Stream(PartnerVirtualAdapter& adapter)
+      : adapter_(adapter),
+        shared_(std::make_shared<Shared>(adapter.options_.max_batch_bytes)),
+        accepted_([this](bool ok) { OnAccepted(ok); }),
+        read_([this](bool ok) { OnReadDone(ok); }),
+        written_([this](bool ok) { OnWriteDone(ok); }),
+        finished_([this](bool ok) { OnFinished(); }) {}
+
+  // Waits for the next call; deletes this once the queue is closed.
+  void Accept() {
+    if (!adapter_.Post([this] {
+          adapter_.RequestExchange(&context_, &stream_, adapter_.cq_,
+                                   adapter_.cq_, &accepted_);
+        })) {
+      delete this;
+    }
   }
 
-  void OnReadDone(bool ok) override {
+ private:
+  // Under shared_->mu. With the queue closed (the server has shut down and
+  // cancelled the call) the write counts as failed.
+  void StartWrite(interconnect::CompletionBatch* batch) {
+    if (!adapter_.Post([&] { stream_.Write(*batch, &written_); })) {
+      shared_->writes.WriteDone(false);
+    }
+  }
+  // Under shared_->mu. False: the queue is closed; the caller calls
+  // OnFinished() once it has released shared_->mu.
+  bool StartFinish() {
+    return adapter_.Post(
+        [this] { stream_.Finish(grpc::Status::OK, &finished_); });
+  }
+  void StartRead() {
+    if (!adapter_.Post([this] { stream_.Read(&batch_, &read_); })) {
+      EndOfRequests();
+    }
+  }
+
+  void OnAccepted(bool ok) {
+    if (!ok) {  // the server is shutting down
+      delete this;
+      return;
+    }
+    adapter_.AcceptNext();
+    {
+      absl::MutexLock l(&shared_->mu);
+      shared_->stream = this;
+    }
+    adapter_.streams_opened_++;
+    adapter_.open_streams_++;
+    StartRead();
+  }
+
+  void OnReadDone(bool ok) {
     if (!ok) {
       EndOfRequests();
       return;
@@ -84,52 +129,56 @@ class PartnerVirtualAdapter::Stream
       for (interconnect::Envelope& e : *batch_.mutable_items()) Handle(&e);
     }
     batch_.Clear();
-    absl::MutexLock l(&shared_->mu);
-    if (!shared_->finish_requested) StartRead(&batch_);
+    StartRead();
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&shared_->mu);
-    // !ok: the call is gone; finishing: nothing more is written.
-    interconnect::CompletionBatch* next =
-        shared_->writes.WriteDone(ok && !shared_->finish_requested);
-    if (next != nullptr) {
-      StartWrite(next);
-      return;
-    }
-    if (shared_->finish_requested) Finish(grpc::Status::OK);
-  }
-
-  void OnDone() override {
+  void OnWriteDone(bool ok) {
     {
       absl::MutexLock l(&shared_->mu);
-      shared_->reactor = nullptr;
+      // !ok: the call is gone; finishing: nothing more is written.
+      interconnect::CompletionBatch* next =
+          shared_->writes.WriteDone(ok && !shared_->finish_requested);
+      if (next != nullptr) {
+        StartWrite(next);
+        return;
+      }
+      if (!shared_->finish_requested || StartFinish()) return;
+    }
+    OnFinished();
+  }
+
+  void OnFinished() {
+    {
+      absl::MutexLock l(&shared_->mu);
+      shared_->stream = nullptr;
     }
     adapter_.open_streams_--;
     delete this;
   }
 
- private:
   // The requester stopped sending (closed, crashed, or the link broke): abort
   // what it left running and finish. Answers still in flight are dropped.
   void EndOfRequests() {
+    PartnerVirtualAdapter& adapter = adapter_;  // this may be deleted below
     std::vector<Outstanding> abort;
+    bool finished = false;
     {
       absl::MutexLock l(&shared_->mu);
       for (auto& [id, o] : shared_->outstanding) abort.push_back(o);
       shared_->outstanding.clear();
       shared_->finish_requested = true;
       shared_->writes.DropQueued();
-      if (!shared_->writes.writing()) Finish(grpc::Status::OK);
+      finished = !shared_->writes.writing() && !StartFinish();
     }
+    if (finished) OnFinished();
     for (Outstanding& o : abort) {
-      adapter_.aborted_on_stream_end_++;
+      adapter.aborted_on_stream_end_++;
       scsi::TmfRequest r;
       r.nexus = std::move(o.nexus);
       r.function = scsi::TmfFunction::kAbortTask;
       r.lun = o.lun;
       r.referenced_tag = o.tag;
-      adapter_.router_.ManageTasks(std::move(r), [](scsi::TmfResult) {});
+      adapter.router_.ManageTasks(std::move(r), [](scsi::TmfResult) {});
     }
   }
 
@@ -224,8 +273,13 @@ class PartnerVirtualAdapter::Stream
   }
 
   PartnerVirtualAdapter& adapter_;
-  std::shared_ptr<Shared> shared_;
+  const std::shared_ptr<Shared> shared_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<interconnect::CompletionBatch,
+                                interconnect::EnvelopeBatch>
+      stream_{&context_};
   interconnect::EnvelopeBatch batch_;
+  interconnect::QueueTag accepted_, read_, written_, finished_;
 };
 
 PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
@@ -237,10 +291,39 @@ PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
   nexus_sweep_at_ = options_.max_nexuses;
 }
 
-grpc::ServerBidiReactor<interconnect::EnvelopeBatch, interconnect::CompletionBatch>*
-PartnerVirtualAdapter::Exchange(grpc::CallbackServerContext* context) {
-  return new Stream(*this);
+PartnerVirtualAdapter::~PartnerVirtualAdapter() { StopPolling(); }
+
+void PartnerVirtualAdapter::StartPolling(grpc::ServerCompletionQueue* cq) {
+  cq_ = cq;
+  {
+    absl::WriterMutexLock l(&cq_mu_);
+    cq_open_ = true;
+  }
+  AcceptNext();
+  poller_ = std::thread([cq] {
+    common::SetThreadName("proxy-owner");
+    interconnect::RunCompletionQueue(cq);
+  });
 }
+
+void PartnerVirtualAdapter::StopPolling() {
+  {
+    absl::WriterMutexLock l(&cq_mu_);
+    if (!cq_open_) return;
+    cq_open_ = false;
+  }
+  cq_->Shutdown();
+  poller_.join();
+}
+
+bool PartnerVirtualAdapter::Post(absl::FunctionRef<void()> start) {
+  absl::ReaderMutexLock l(&cq_mu_);
+  if (!cq_open_) return false;
+  start();
+  return true;
+}
+
+void PartnerVirtualAdapter::AcceptNext() { (new Stream(*this))->Accept(); }
 
 namespace {
 std::string NexusKey(const scsi::ItNexus& n) {

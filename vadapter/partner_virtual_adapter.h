@@ -5,6 +5,12 @@
 // (its SCSI engine) as if it had arrived locally; each completion streams back
 // on the stream it came from, from whatever thread the engine completes on.
 //
+// It is served through gRPC's completion-queue API (interconnect::
+// PolledService): one thread of its own ("proxy-owner") polls the queue and
+// the socket, handles each stream message, runs the engine's inline
+// completions and starts the answer's write, with no hand-off between gRPC's
+// threads on the data path.
+//
 // A malformed envelope is answered (CHECK CONDITION, ILLEGAL REQUEST, INVALID
 // FIELD IN CDB; or a kRejected TMF result), never fatal. When a stream ends
 // (the requester crashed, the link dropped, or it closed), every task still
@@ -19,16 +25,20 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "interconnect/proxy.grpc.pb.h"
+#include "interconnect/server.h"
 #include "target/scsi/task.h"
 #include "vadapter/envelope.h"
 
 namespace vadapter {
 
-class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService {
+class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
+                                    public interconnect::PolledService {
  public:
   struct Options {
     EnvelopeLimits limits;
@@ -53,16 +63,15 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
   };
 
   // router (the owner's engine, usually) must outlive the adapter and the
-  // server hosting it.
-  // The adapter must outlive the server hosting it.
+  // server hosting it; the adapter must outlive that server.
   PartnerVirtualAdapter(scsi::TaskRouter& router, Options options);
   explicit PartnerVirtualAdapter(scsi::TaskRouter& router)
       : PartnerVirtualAdapter(router, Options()) {}
+  ~PartnerVirtualAdapter() override;
 
-  // interconnect::Proxy
-  grpc::ServerBidiReactor<interconnect::EnvelopeBatch,
-                          interconnect::CompletionBatch>*
-  Exchange(grpc::CallbackServerContext* context) override;
+  // interconnect::PolledService (called by InterconnectServer).
+  void StartPolling(grpc::ServerCompletionQueue* cq) override;
+  void StopPolling() override;
 
   Stats stats() const;
   // Streams currently open.
@@ -72,12 +81,21 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::CallbackService 
   class Stream;
   friend class Stream;
 
+  // Requests the next Exchange call (one is always waiting to be accepted).
+  void AcceptNext();
+  // Runs start (which starts an operation on cq_) unless the queue is closed
+  // (StopPolling: the server has shut down); false then.
+  bool Post(absl::FunctionRef<void()> start);
   std::shared_ptr<const scsi::ItNexus> Intern(scsi::ItNexus nexus);
   void ForgetNexus(const scsi::ItNexus& nexus);
 
   scsi::TaskRouter& router_;
   const Options options_;
   const NexusInterner interner_;
+  grpc::ServerCompletionQueue* cq_ = nullptr;
+  absl::Mutex cq_mu_;
+  bool cq_open_ ABSL_GUARDED_BY(cq_mu_) = false;
+  std::thread poller_;
 
   std::atomic<uint64_t> envelopes_{0};
   std::atomic<uint64_t> batches_{0};

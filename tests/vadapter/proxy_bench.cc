@@ -32,6 +32,8 @@ ABSL_FLAG(int, latency_ops, 2000, "Operations of each 4 KiB latency run");
 ABSL_FLAG(std::string, paths, "direct,inproc,tcp",
           "Paths to measure: direct, inproc (in-process gRPC), tcp (mTLS)");
 ABSL_FLAG(bool, insecure, false, "TCP path without TLS (to measure TLS's share)");
+ABSL_FLAG(bool, heartbeat, true,
+          "TCP path with the heartbeat service and client (gRPC callback API)");
 ABSL_FLAG(int, streams, 4, "Exchange streams of the TCP path");
 ABSL_FLAG(std::string, cases, "read4k,write4k,read1m,write1m", "Cases to run");
 
@@ -191,11 +193,16 @@ int main(int argc, char** argv) {
     so.credentials = absl::GetFlag(FLAGS_insecure)
                          ? grpc::InsecureServerCredentials()
                          : interconnect::MakeServerCredentials(*tls_b);
-    auto server = interconnect::InterconnectServer::Create(so, {&partner, &heartbeat});
+    std::vector<grpc::Service*> services = {&partner};
+    if (absl::GetFlag(FLAGS_heartbeat)) services.push_back(&heartbeat);
+    auto server = interconnect::InterconnectServer::Create(so, services);
     if (!server.ok()) return 1;
     interconnect::PartnerChannel::Options co;
     co.node_name = "node-a";
     co.partner_address = (*server)->address();
+    if (!absl::GetFlag(FLAGS_heartbeat)) {
+      co.heartbeat_interval = std::chrono::milliseconds(0);
+    }
     co.credentials = absl::GetFlag(FLAGS_insecure)
                          ? grpc::InsecureChannelCredentials()
                          : interconnect::MakeChannelCredentials(*tls_a);
