@@ -13,21 +13,67 @@ HeartbeatService::HeartbeatService(std::string node_name,
                                    std::function<std::string()> state)
     : node_name_(std::move(node_name)), state_(std::move(state)) {}
 
-grpc::ServerUnaryReactor* HeartbeatService::Beat(
-    grpc::CallbackServerContext* context, const HeartbeatRequest* request,
-    HeartbeatReply* reply) {
+// One Beat call, from its acceptance to its Finish.
+class HeartbeatService::Call {
+ public:
+  explicit Call(HeartbeatService& service)
+      : service_(service),
+        accepted_([this](bool ok) { OnAccepted(ok); }),
+        finished_([this](bool) { delete this; }) {}
+
+  // Waits for the next call; deletes this once the server has shut down.
+  void Accept() {
+    if (!service_.gate_.Post([this] {
+          service_.RequestBeat(&context_, &request_, &responder_, service_.cq_,
+                               service_.cq_, &accepted_);
+        })) {
+      delete this;
+    }
+  }
+
+ private:
+  void OnAccepted(bool ok) {
+    if (!ok) {
+      delete this;
+      return;
+    }
+    (new Call(service_))->Accept();
+    reply_ = service_.Answer(request_);
+    if (!service_.gate_.Post([this] {
+          responder_.Finish(reply_, grpc::Status::OK, &finished_);
+        })) {
+      delete this;
+    }
+  }
+
+  HeartbeatService& service_;
+  grpc::ServerContext context_;
+  HeartbeatRequest request_;
+  HeartbeatReply reply_;
+  grpc::ServerAsyncResponseWriter<HeartbeatReply> responder_{&context_};
+  QueueTag accepted_, finished_;
+};
+
+void HeartbeatService::StartServing(grpc::ServerCompletionQueue* cq) {
+  cq_ = cq;
+  gate_.Open();
+  (new Call(*this))->Accept();
+}
+
+void HeartbeatService::StopServing() { gate_.Close(); }
+
+HeartbeatReply HeartbeatService::Answer(const HeartbeatRequest& request) {
   beats_++;
   {
     absl::MutexLock l(&mu_);
     last_beat_ = absl::Now();
-    last_peer_ = request->node_name();
+    last_peer_ = request.node_name();
   }
-  reply->set_node_name(node_name_);
-  reply->set_sequence(request->sequence());
-  reply->set_state(state_ ? state_() : "active");
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  HeartbeatReply reply;
+  reply.set_node_name(node_name_);
+  reply.set_sequence(request.sequence());
+  reply.set_state(state_ ? state_() : "active");
+  return reply;
 }
 
 absl::Time HeartbeatService::last_beat_received() const {
@@ -48,7 +94,8 @@ PartnerChannel::PartnerChannel(std::shared_ptr<grpc::Channel> channel,
     : options_(std::move(options)),
       in_process_(in_process),
       channel_(std::move(channel)),
-      heartbeat_stub_(Heartbeat::NewStub(channel_)) {}
+      heartbeat_stub_(Heartbeat::NewStub(channel_)),
+      queue_(std::make_unique<PolledQueue>("interconnect-cl")) {}
 
 absl::StatusOr<std::unique_ptr<PartnerChannel>> PartnerChannel::Create(
     Options options) {
@@ -94,6 +141,14 @@ void PartnerChannel::Start() {
     }
     Recompute();
   } else {
+    {
+      absl::MutexLock l(&mu_);
+      const grpc_connectivity_state state =
+          channel_->GetState(/*try_to_connect=*/true);
+      observed_ready_ = state == GRPC_CHANNEL_READY;
+      watch_armed_ = true;
+      ArmStateWatch(state);
+    }
     watcher_ = std::thread([this] { WatchLoop(); });
   }
   if (options_.heartbeat_interval.count() > 0) {
@@ -105,28 +160,49 @@ PartnerChannel::~PartnerChannel() {
   {
     absl::MutexLock l(&mu_);
     stopping_ = true;
+    // The pending watch comes back within its 200 ms deadline.
+    auto unarmed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !watch_armed_;
+    };
+    mu_.Await(absl::Condition(&unarmed));
   }
   if (watcher_.joinable()) watcher_.join();
   if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void PartnerChannel::ArmStateWatch(grpc_connectivity_state state) {
+  // Expires after a short while too, so the destructor never waits long for
+  // the last one.
+  channel_->NotifyOnStateChange(
+      state, std::chrono::system_clock::now() + std::chrono::milliseconds(200),
+      queue_->get(), &state_changed_);
+}
+
+void PartnerChannel::OnStateWatch() {
+  absl::MutexLock l(&mu_);
+  if (stopping_) {
+    watch_armed_ = false;
+    return;
+  }
+  // try_to_connect: an IDLE channel (after the partner closed the
+  // connection) starts connecting again; gRPC applies the backoff.
+  const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  observed_ready_ = state == GRPC_CHANNEL_READY;
+  ArmStateWatch(state);
 }
 
 void PartnerChannel::WatchLoop() {
   for (;;) {
     {
       absl::MutexLock l(&mu_);
+      auto news = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || observed_ready_ != channel_ready_;
+      };
+      mu_.Await(absl::Condition(&news));
       if (stopping_) return;
-    }
-    // try_to_connect: an IDLE channel (after the partner closed the
-    // connection) starts connecting again; gRPC applies the backoff.
-    grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
-    {
-      absl::MutexLock l(&mu_);
-      channel_ready_ = state == GRPC_CHANNEL_READY;
+      channel_ready_ = observed_ready_;
     }
     Recompute();
-    // Wakes on a change, or after a short while to notice stopping_.
-    channel_->WaitForStateChange(
-        state, std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   }
 }
 

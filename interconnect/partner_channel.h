@@ -37,16 +37,18 @@ namespace interconnect {
 
 // Serves Heartbeat.Beat: answers with this node's name and state, and records
 // when the partner last beat (the partner's view of the link, seen from here).
-class HeartbeatService final : public Heartbeat::CallbackService {
+// Served on the interconnect server's polling thread (PolledService).
+class HeartbeatService final : public Heartbeat::AsyncService,
+                               public PolledService {
  public:
   // state (may be empty) returns this node's HA state ("active", ...); it must
   // be thread-safe and non-blocking.
   explicit HeartbeatService(std::string node_name,
                             std::function<std::string()> state = nullptr);
 
-  grpc::ServerUnaryReactor* Beat(grpc::CallbackServerContext* context,
-                                 const HeartbeatRequest* request,
-                                 HeartbeatReply* reply) override;
+  // PolledService
+  void StartServing(grpc::ServerCompletionQueue* cq) override;
+  void StopServing() override;
 
   // absl::InfinitePast() until the first beat.
   absl::Time last_beat_received() const;
@@ -54,8 +56,15 @@ class HeartbeatService final : public Heartbeat::CallbackService {
   uint64_t beats_received() const { return beats_.load(); }
 
  private:
+  class Call;
+
+  // Records the beat and builds its answer.
+  HeartbeatReply Answer(const HeartbeatRequest& request);
+
   const std::string node_name_;
   const std::function<std::string()> state_;
+  grpc::ServerCompletionQueue* cq_ = nullptr;
+  QueueGate gate_;
   std::atomic<uint64_t> beats_{0};
   mutable absl::Mutex mu_;
   absl::Time last_beat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
@@ -105,6 +114,12 @@ class PartnerChannel {
   PartnerChannel& operator=(const PartnerChannel&) = delete;
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // The completion queue every async client of the partner (the local virtual
+  // adapter's proxy streams, the NVLOG mirror) runs its calls on, polled by
+  // one thread ("interconnect-cl"): one polling thread for the node's client
+  // side, so gRPC does not hand a socket's events from thread to thread.
+  // Those clients must be destroyed before this channel.
+  grpc::CompletionQueue* completion_queue() const { return queue_->get(); }
 
   // Cheap, thread-safe.
   bool connected() const { return connected_.load(std::memory_order_acquire); }
@@ -135,6 +150,13 @@ class PartnerChannel {
   PartnerChannel(std::shared_ptr<grpc::Channel> channel, Options options,
                  bool in_process);
   void Start();
+  // Asks the queue's thread to run OnStateWatch when the channel leaves state
+  // (or after a short while).
+  void ArmStateWatch(grpc_connectivity_state state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnStateWatch();
+  // Turns what OnStateWatch saw into the view and tells listeners, off the
+  // queue's thread (listeners may take a while).
   void WatchLoop();
   void HeartbeatLoop();
   void Recompute();
@@ -150,6 +172,9 @@ class PartnerChannel {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool channel_ready_ ABSL_GUARDED_BY(mu_) = false;
+  // What the last state watch saw, and whether one is pending.
+  bool observed_ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool watch_armed_ ABSL_GUARDED_BY(mu_) = false;
   int consecutive_misses_ ABSL_GUARDED_BY(mu_) = 0;
   bool heartbeat_ok_ ABSL_GUARDED_BY(mu_) = true;
   bool view_ ABSL_GUARDED_BY(mu_) = false;  // last value given to listeners
@@ -164,6 +189,9 @@ class PartnerChannel {
 
   std::thread watcher_;
   std::thread heartbeat_;
+  // Destroyed before channel_, once no call or watch is left on it.
+  const std::unique_ptr<PolledQueue> queue_;
+  QueueTag state_changed_{[this](bool) { OnStateWatch(); }};
 };
 
 }  // namespace interconnect

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/server_builder.h"
 
@@ -27,15 +28,51 @@ void RunCompletionQueue(grpc::CompletionQueue* cq) {
   while (cq->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->on_done(ok);
 }
 
-InterconnectServer::InterconnectServer(std::unique_ptr<grpc::Server> server,
-                                       int port, std::string address,
-                                       TransportOptions transport,
-                                       std::vector<Polled> polled)
+PolledQueue::PolledQueue(std::string thread_name)
+    : thread_([this, name = std::move(thread_name)] {
+        common::SetThreadName(name);
+        RunCompletionQueue(&cq_);
+      }) {}
+
+PolledQueue::~PolledQueue() {
+  cq_.Shutdown();
+  thread_.join();
+}
+
+void QueueGate::Open() {
+  absl::MutexLock l(&mu_);
+  open_ = true;
+}
+
+void QueueGate::Close() {
+  absl::MutexLock l(&mu_);
+  open_ = false;
+}
+
+bool QueueGate::Post(absl::FunctionRef<void()> start) {
+  absl::ReaderMutexLock l(&mu_);
+  if (!open_) return false;
+  start();
+  return true;
+}
+
+InterconnectServer::InterconnectServer(
+    std::unique_ptr<grpc::Server> server, int port, std::string address,
+    TransportOptions transport, std::vector<PolledService*> polled,
+    std::unique_ptr<grpc::ServerCompletionQueue> cq)
     : server_(std::move(server)),
       polled_(std::move(polled)),
+      cq_(std::move(cq)),
       port_(port),
       address_(std::move(address)),
-      transport_(transport) {}
+      transport_(transport) {
+  if (cq_) {
+    poller_ = std::thread([cq = cq_.get()] {
+      common::SetThreadName("interconnect");
+      RunCompletionQueue(cq);
+    });
+  }
+}
 
 absl::StatusOr<std::unique_ptr<InterconnectServer>> InterconnectServer::Create(
     Options options, const std::vector<grpc::Service*>& services) {
@@ -45,13 +82,13 @@ absl::StatusOr<std::unique_ptr<InterconnectServer>> InterconnectServer::Create(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.address, options.credentials, &port);
-  std::vector<Polled> polled;
+  std::vector<PolledService*> polled;
   for (grpc::Service* s : services) {
     builder.RegisterService(s);
-    if (auto* p = dynamic_cast<PolledService*>(s)) {
-      polled.push_back(Polled{p, builder.AddCompletionQueue()});
-    }
+    if (auto* p = dynamic_cast<PolledService*>(s)) polled.push_back(p);
   }
+  std::unique_ptr<grpc::ServerCompletionQueue> cq;
+  if (!polled.empty()) cq = builder.AddCompletionQueue();
   const TransportOptions& t = options.transport;
   builder.SetMaxReceiveMessageSize(t.max_message_bytes);
   builder.SetMaxSendMessageSize(t.max_message_bytes);
@@ -68,19 +105,19 @@ absl::StatusOr<std::unique_ptr<InterconnectServer>> InterconnectServer::Create(
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     if (server) server->Shutdown();
-    for (Polled& p : polled) {
-      p.cq->Shutdown();
-      RunCompletionQueue(p.cq.get());
+    if (cq) {
+      cq->Shutdown();
+      RunCompletionQueue(cq.get());
     }
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.address));
   }
-  for (Polled& p : polled) p.service->StartPolling(p.cq.get());
+  for (PolledService* p : polled) p->StartServing(cq.get());
   std::string host = options.address.substr(0, options.address.rfind(':'));
   std::string address = absl::StrCat(host, ":", port);
   return std::unique_ptr<InterconnectServer>(new InterconnectServer(
       std::move(server), port, std::move(address), options.transport,
-      std::move(polled)));
+      std::move(polled), std::move(cq)));
 }
 
 InterconnectServer::~InterconnectServer() { Shutdown(); }
@@ -92,9 +129,13 @@ std::shared_ptr<grpc::Channel> InterconnectServer::InProcessChannel() const {
 void InterconnectServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  // Polled services keep polling while the server shuts down.
+  // The poller keeps running while the server shuts down.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
-  for (Polled& p : polled_) p.service->StopPolling();
+  for (PolledService* p : polled_) p->StopServing();
+  if (cq_) {
+    cq_->Shutdown();
+    poller_.join();
+  }
   server_->Wait();
 }
 

@@ -10,10 +10,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/security/server_credentials.h"
@@ -57,20 +61,60 @@ struct QueueTag {
 // shared threads wake each other several times per stream message).
 void RunCompletionQueue(grpc::CompletionQueue* cq);
 
-// A service served through a completion queue of its own (the data path:
-// Proxy.Exchange), polled by a thread the service runs. A grpc::Service given
-// to InterconnectServer::Create that also implements this interface gets a
-// grpc::ServerCompletionQueue from the server.
+// A completion queue for client calls and the one thread that polls it
+// (RunCompletionQueue). Every call on it must be over (its last tag taken)
+// before it is destroyed.
+class PolledQueue {
+ public:
+  explicit PolledQueue(std::string thread_name);
+  // Shuts the queue down, lets the thread drain it and joins the thread.
+  ~PolledQueue();
+  PolledQueue(const PolledQueue&) = delete;
+  PolledQueue& operator=(const PolledQueue&) = delete;
+
+  grpc::CompletionQueue* get() { return &cq_; }
+
+ private:
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+// Guards the start of operations on a completion queue that shuts down on its
+// own schedule (the server's, after its calls were cancelled): once Close()
+// has returned, Post() starts nothing and returns false. Starting an
+// operation on a shut-down queue aborts the process.
+class QueueGate {
+ public:
+  void Open();
+  void Close();
+  // Runs start (which starts one operation on the queue) if the gate is open.
+  bool Post(absl::FunctionRef<void()> start);
+
+ private:
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A service served through gRPC's completion-queue (async) API. Every such
+// service given to InterconnectServer::Create shares one
+// grpc::ServerCompletionQueue, polled by one thread of the server
+// ("interconnect"): a message's socket event, the transport's work and the
+// service's reaction then happen on that thread, with none of the hand-offs
+// between the callback API's shared threads (several per stream message), and
+// with no second polling thread to hand the socket to.
+//
+// gRPC lets an async service serve one server in its life: a restarted server
+// needs fresh service objects.
 class PolledService {
  public:
   virtual ~PolledService() = default;
-  // The server has started: request calls on cq and start polling it (cq is
-  // the server's; valid until StopPolling returns).
-  virtual void StartPolling(grpc::ServerCompletionQueue* cq) = 0;
+  // The server has started: request calls on cq (the server's; valid until
+  // StopServing returns).
+  virtual void StartServing(grpc::ServerCompletionQueue* cq) = 0;
   // The server has shut down (its calls are cancelled; their last tags may
-  // still wait in cq): stop starting operations, shut cq down, drain it and
-  // join the polling thread.
-  virtual void StopPolling() = 0;
+  // still wait in cq, and are still delivered): start no more operations.
+  // The server then shuts cq down and drains it.
+  virtual void StopServing() = 0;
 };
 
 class InterconnectServer {
@@ -107,17 +151,16 @@ class InterconnectServer {
   void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
  private:
-  struct Polled {
-    PolledService* service;
-    std::unique_ptr<grpc::ServerCompletionQueue> cq;
-  };
-
   InterconnectServer(std::unique_ptr<grpc::Server> server, int port,
                      std::string address, TransportOptions transport,
-                     std::vector<Polled> polled);
+                     std::vector<PolledService*> polled,
+                     std::unique_ptr<grpc::ServerCompletionQueue> cq);
 
   std::unique_ptr<grpc::Server> server_;
-  std::vector<Polled> polled_;
+  const std::vector<PolledService*> polled_;
+  // Shared by polled_ (null without any) and its polling thread.
+  const std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread poller_;
   const int port_;
   const std::string address_;
   const TransportOptions transport_;

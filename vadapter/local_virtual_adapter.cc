@@ -5,6 +5,7 @@
 
 #include "common/defer_scope.h"
 #include "common/thread_name.h"
+#include "interconnect/server.h"
 
 namespace vadapter {
 namespace {
@@ -57,7 +58,8 @@ class LocalVirtualAdapter::Stream {
         finished_([this](bool) { adapter_.OnStreamDone(this); }) {}
 
   void Begin() {
-    call_ = adapter_.stub_->PrepareAsyncExchange(&context, &adapter_.cq_);
+    call_ = adapter_.stub_->PrepareAsyncExchange(&context,
+                                                 adapter_.link_.completion_queue());
     call_->StartCall(&started_);
   }
 
@@ -178,10 +180,7 @@ absl::StatusOr<std::unique_ptr<LocalVirtualAdapter>> LocalVirtualAdapter::Create
   a->listener_id_ =
       link.AddStateListener([raw](bool connected) { raw->OnLinkChange(connected); });
   a->timer_ = std::thread([raw] { raw->TimerLoop(); });
-  a->poller_ = std::thread([raw] {
-    common::SetThreadName("proxy-client");
-    interconnect::RunCompletionQueue(&raw->cq_);
-  });
+
   return a;
 }
 
@@ -197,15 +196,11 @@ LocalVirtualAdapter::~LocalVirtualAdapter() {
   for (auto& c : cb) std::move(c)();
   stop_timer_.Notify();
   timer_.join();
-  {
-    absl::MutexLock l(&mu_);
-    auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return live_streams_.empty();
-    };
-    mu_.Await(absl::Condition(&all_done));
-  }
-  cq_.Shutdown();
-  poller_.join();
+  absl::MutexLock l(&mu_);
+  auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_streams_.empty();
+  };
+  mu_.Await(absl::Condition(&all_done));
 }
 
 bool LocalVirtualAdapter::PartnerReachable() const { return link_.connected(); }

@@ -5,9 +5,9 @@
 // the matching Completion comes back.
 //
 // It never blocks the caller (the iSCSI event loop): streams use gRPC's
-// completion-queue API, polled by one thread of the adapter ("proxy-client")
-// that also takes the socket's events, so an answer is read, decoded and
-// completed on one thread; Forward() only queues. Called inside a common::DeferScope (the
+// completion-queue API on the PartnerChannel's queue, whose one polling thread
+// also takes the socket's events, so an answer is read, decoded and completed
+// on one thread; Forward() only queues. Called inside a common::DeferScope (the
 // event loop opens one per round of ready connections), it holds the round's
 // envelopes and sends them, per stream, as one message when the round ends.
 // Completions run on the polling thread (or the adapter's timer thread), never
@@ -53,7 +53,6 @@
 #include "absl/time/time.h"
 #include "interconnect/partner_channel.h"
 #include "interconnect/proxy.grpc.pb.h"
-#include "interconnect/server.h"
 #include "target/virtual_target/module.h"
 #include "vadapter/envelope.h"
 #include "vadapter/write_batcher.h"
@@ -198,8 +197,6 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
 
   absl::Notification stop_timer_;
   std::thread timer_;
-  grpc::CompletionQueue cq_;
-  std::thread poller_;
 };
 
 }  // namespace vadapter

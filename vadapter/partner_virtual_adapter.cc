@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
-#include "common/thread_name.h"
 #include "vadapter/write_batcher.h"
 
 namespace vadapter {
@@ -291,37 +290,13 @@ PartnerVirtualAdapter::PartnerVirtualAdapter(scsi::TaskRouter& router,
   nexus_sweep_at_ = options_.max_nexuses;
 }
 
-PartnerVirtualAdapter::~PartnerVirtualAdapter() { StopPolling(); }
-
-void PartnerVirtualAdapter::StartPolling(grpc::ServerCompletionQueue* cq) {
+void PartnerVirtualAdapter::StartServing(grpc::ServerCompletionQueue* cq) {
   cq_ = cq;
-  {
-    absl::WriterMutexLock l(&cq_mu_);
-    cq_open_ = true;
-  }
+  gate_.Open();
   AcceptNext();
-  poller_ = std::thread([cq] {
-    common::SetThreadName("proxy-owner");
-    interconnect::RunCompletionQueue(cq);
-  });
 }
 
-void PartnerVirtualAdapter::StopPolling() {
-  {
-    absl::WriterMutexLock l(&cq_mu_);
-    if (!cq_open_) return;
-    cq_open_ = false;
-  }
-  cq_->Shutdown();
-  poller_.join();
-}
-
-bool PartnerVirtualAdapter::Post(absl::FunctionRef<void()> start) {
-  absl::ReaderMutexLock l(&cq_mu_);
-  if (!cq_open_) return false;
-  start();
-  return true;
-}
+void PartnerVirtualAdapter::StopServing() { gate_.Close(); }
 
 void PartnerVirtualAdapter::AcceptNext() { (new Stream(*this))->Accept(); }
 

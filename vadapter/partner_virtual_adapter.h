@@ -6,10 +6,9 @@
 // on the stream it came from, from whatever thread the engine completes on.
 //
 // It is served through gRPC's completion-queue API (interconnect::
-// PolledService): one thread of its own ("proxy-owner") polls the queue and
-// the socket, handles each stream message, runs the engine's inline
-// completions and starts the answer's write, with no hand-off between gRPC's
-// threads on the data path.
+// PolledService): the interconnect server's polling thread takes the socket
+// event, handles each stream message, runs the engine's inline completions
+// and starts the answer's write, with no hand-off between threads on the way.
 //
 // A malformed envelope is answered (CHECK CONDITION, ILLEGAL REQUEST, INVALID
 // FIELD IN CDB; or a kRejected TMF result), never fatal. When a stream ends
@@ -25,7 +24,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -67,11 +65,9 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
   PartnerVirtualAdapter(scsi::TaskRouter& router, Options options);
   explicit PartnerVirtualAdapter(scsi::TaskRouter& router)
       : PartnerVirtualAdapter(router, Options()) {}
-  ~PartnerVirtualAdapter() override;
-
   // interconnect::PolledService (called by InterconnectServer).
-  void StartPolling(grpc::ServerCompletionQueue* cq) override;
-  void StopPolling() override;
+  void StartServing(grpc::ServerCompletionQueue* cq) override;
+  void StopServing() override;
 
   Stats stats() const;
   // Streams currently open.
@@ -83,9 +79,9 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
 
   // Requests the next Exchange call (one is always waiting to be accepted).
   void AcceptNext();
-  // Runs start (which starts an operation on cq_) unless the queue is closed
-  // (StopPolling: the server has shut down); false then.
-  bool Post(absl::FunctionRef<void()> start);
+  // Runs start (which starts an operation on cq_) unless the server has shut
+  // down (StopServing); false then.
+  bool Post(absl::FunctionRef<void()> start) { return gate_.Post(start); }
   std::shared_ptr<const scsi::ItNexus> Intern(scsi::ItNexus nexus);
   void ForgetNexus(const scsi::ItNexus& nexus);
 
@@ -93,9 +89,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
   const Options options_;
   const NexusInterner interner_;
   grpc::ServerCompletionQueue* cq_ = nullptr;
-  absl::Mutex cq_mu_;
-  bool cq_open_ ABSL_GUARDED_BY(cq_mu_) = false;
-  std::thread poller_;
+  interconnect::QueueGate gate_;
 
   std::atomic<uint64_t> envelopes_{0};
   std::atomic<uint64_t> batches_{0};

@@ -276,6 +276,7 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     nvlog::GrpcMirrorTransport::Options transport_options;
     interconnect::PartnerChannel* pc = partner_channel.get();
     transport_options.link_up = [pc] { return pc->connected(); };
+    transport_options.cq = partner_channel->completion_queue();
     mirror_transport = std::make_unique<nvlog::GrpcMirrorTransport>(
         partner_channel->channel(), transport_options);
     nvlog::Nvlog::Options log_options;

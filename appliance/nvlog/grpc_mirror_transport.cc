@@ -19,21 +19,23 @@ absl::Status FromGrpc(const grpc::Status& s) {
 
 }  // namespace
 
-// One Mirror call. A hold keeps gRPC from finishing the call until the read
-// side has ended; Send() after that is ignored, so a write never races OnDone.
-class GrpcMirrorTransport::GrpcSession final
-    : public MirrorTransport::Session,
-      public grpc::ClientBidiReactor<interconnect::NvlogBatch,
-                                     interconnect::NvlogAck> {
+// One Mirror call; its tags run on the queue's polling thread. The call
+// finishes once its read side has ended and no write is in flight; Send()
+// after the read side ended is ignored.
+class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
  public:
   explicit GrpcSession(SessionCallbacks callbacks)
-      : callbacks_(std::move(callbacks)) {}
+      : callbacks_(std::move(callbacks)),
+        started_([this](bool ok) { OnStarted(ok); }),
+        read_([this](bool ok) { OnReadDone(ok); }),
+        written_([this](bool ok) { OnWriteDone(ok); }),
+        finished_([this](bool) { OnFinished(); }) {}
 
-  void Begin(interconnect::NvlogMirror::StubInterface& stub) {
-    stub.async()->Mirror(&context_, this);
-    AddHold();
-    StartRead(&ack_);
-    StartCall();
+  void Begin(interconnect::NvlogMirror::StubInterface& stub,
+             grpc::CompletionQueue* cq) {
+    absl::MutexLock l(&mu_);
+    call_ = stub.PrepareAsyncMirror(&context_, cq);
+    call_->StartCall(&started_);
   }
 
   ~GrpcSession() override {
@@ -46,10 +48,7 @@ class GrpcMirrorTransport::GrpcSession final
     absl::MutexLock l(&mu_);
     if (read_ended_ || cancelled_) return;
     writes_.push_back(std::move(batch));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&writes_.front());
-    }
+    if (started_ok_ && !writing_) StartWriteLocked();
   }
 
   void Close() override {
@@ -61,56 +60,92 @@ class GrpcMirrorTransport::GrpcSession final
     context_.TryCancel();
   }
 
-  void OnReadDone(bool ok) override {
+ private:
+  void OnStarted(bool ok) {
+    absl::MutexLock l(&mu_);
+    if (!ok) {  // never started: nothing to read or write
+      read_ended_ = true;
+      writes_.clear();
+      MaybeFinishLocked();
+      return;
+    }
+    started_ok_ = true;
+    call_->Read(&ack_, &read_);
+    if (!writes_.empty() && !writing_) StartWriteLocked();
+  }
+
+  void OnReadDone(bool ok) {
     if (!ok) {
-      {
-        absl::MutexLock l(&mu_);
-        read_ended_ = true;
-      }
-      RemoveHold();
+      absl::MutexLock l(&mu_);
+      read_ended_ = true;
+      MaybeFinishLocked();
       return;
     }
     callbacks_.on_ack(ack_);
     ack_.Clear();
-    StartRead(&ack_);
+    absl::MutexLock l(&mu_);
+    // Keep reading even when cancelled: the failed read is what ends it.
+    call_->Read(&ack_, &read_);
   }
 
-  void OnWriteDone(bool ok) override {
+  void OnWriteDone(bool ok) {
     absl::MutexLock l(&mu_);
     writes_.pop_front();
+    writing_ = false;
     if (!ok) writes_.clear();  // the call is over; the read side reports it
     if (!writes_.empty() && !read_ended_) {
-      StartWrite(&writes_.front());
-    } else {
-      writes_.clear();
-      writing_ = false;
+      StartWriteLocked();
+      return;
     }
+    writes_.clear();
+    MaybeFinishLocked();
   }
 
-  void OnDone(const grpc::Status& status) override {
-    callbacks_.on_closed(status.ok()
+  void OnFinished() {
+    callbacks_.on_closed(status_.ok()
                              ? absl::UnavailableError("NVLOG mirror stream ended")
-                             : FromGrpc(status));
+                             : FromGrpc(status_));
     absl::MutexLock l(&mu_);
     done_ = true;
   }
 
- private:
+  void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    call_->Write(writes_.front(), &written_);
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!read_ended_ || writing_ || finishing_) return;
+    finishing_ = true;
+    call_->Finish(&status_, &finished_);
+  }
+
   const SessionCallbacks callbacks_;
   grpc::ClientContext context_;
   interconnect::NvlogAck ack_;
+  grpc::Status status_;
   absl::Mutex mu_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriterInterface<
+      interconnect::NvlogBatch, interconnect::NvlogAck>>
+      call_ ABSL_GUARDED_BY(mu_);
   std::deque<interconnect::NvlogBatch> writes_ ABSL_GUARDED_BY(mu_);
+  bool started_ok_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  interconnect::QueueTag started_, read_, written_, finished_;
 };
 
 GrpcMirrorTransport::GrpcMirrorTransport(std::shared_ptr<grpc::Channel> channel,
                                          Options options)
     : options_(std::move(options)),
-      stub_(interconnect::NvlogMirror::NewStub(std::move(channel))) {}
+      stub_(interconnect::NvlogMirror::NewStub(std::move(channel))),
+      own_queue_(options_.cq == nullptr
+                     ? std::make_unique<interconnect::PolledQueue>("nvlog-mirror")
+                     : nullptr),
+      cq_(options_.cq != nullptr ? options_.cq : own_queue_->get()) {}
 
 bool GrpcMirrorTransport::LinkUp() const {
   return options_.link_up ? options_.link_up() : true;
@@ -126,7 +161,7 @@ GrpcMirrorTransport::Open(const interconnect::NvlogResyncRequest& request,
   grpc::Status s = stub_->Resync(&context, request, &snapshot);
   if (!s.ok()) return FromGrpc(s);
   auto session = std::make_unique<GrpcSession>(std::move(callbacks));
-  session->Begin(*stub_);
+  session->Begin(*stub_, cq_);
   return std::unique_ptr<MirrorTransport::Session>(std::move(session));
 }
 

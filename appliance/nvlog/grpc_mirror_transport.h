@@ -3,8 +3,9 @@
 // interconnect/partner_channel.h).
 //
 // Open() calls Resync (unary, with Options::resync_timeout) and then starts a
-// Mirror stream with gRPC's callback API; Send() only queues (writes go one
-// at a time, in order). The session ends when the stream fails (partner
+// Mirror stream on a completion queue (gRPC's async API; the PartnerChannel's
+// queue in the daemon, whose one thread polls every client call to the
+// partner); Send() only queues (writes go one at a time, in order). The session ends when the stream fails (partner
 // died, link cut, keepalive expired, the partner refused a batch) or Close()
 // cancels it.
 #ifndef APPLIANCE_NVLOG_GRPC_MIRROR_TRANSPORT_H_
@@ -17,6 +18,7 @@
 #include "appliance/nvlog/mirror_transport.h"
 #include "grpcpp/channel.h"
 #include "interconnect/nvlog.grpc.pb.h"
+#include "interconnect/server.h"
 
 namespace nvlog {
 
@@ -29,6 +31,9 @@ class GrpcMirrorTransport final : public MirrorTransport {
     // and thread-safe. Empty: always up (Open then fails fast while the
     // partner is unreachable).
     std::function<bool()> link_up;
+    // Where Mirror streams run (PartnerChannel::completion_queue(); must
+    // outlive the transport). Null: a queue and thread of the transport's own.
+    grpc::CompletionQueue* cq = nullptr;
   };
 
   // channel: to the partner's interconnect server (which hosts an
@@ -47,6 +52,9 @@ class GrpcMirrorTransport final : public MirrorTransport {
 
   const Options options_;
   const std::unique_ptr<interconnect::NvlogMirror::StubInterface> stub_;
+  // Declared last: destroyed first, once no session is left.
+  std::unique_ptr<interconnect::PolledQueue> own_queue_;
+  grpc::CompletionQueue* cq_;
 };
 
 }  // namespace nvlog

@@ -311,33 +311,97 @@ NvlogReplica::Stats NvlogReplica::stats() const {
 // ---------------------------------------------------------------------------
 // gRPC
 
-grpc::ServerUnaryReactor* NvlogReplica::Resync(
-    grpc::CallbackServerContext* context,
-    const interconnect::NvlogResyncRequest* request,
-    interconnect::NvlogSnapshot* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<interconnect::NvlogSnapshot> snapshot = ApplyResync(*request);
-  if (snapshot.ok()) {
-    *reply = std::move(*snapshot);
-    reactor->Finish(grpc::Status::OK);
-  } else {
-    reactor->Finish(ToGrpc(snapshot.status()));
+// One Resync call, from its acceptance to its Finish.
+class NvlogReplica::ResyncCall {
+ public:
+  explicit ResyncCall(NvlogReplica& replica)
+      : replica_(replica),
+        accepted_([this](bool ok) { OnAccepted(ok); }),
+        finished_([this](bool) { delete this; }) {}
+
+  // Waits for the next call; deletes this once the server has shut down.
+  void Accept() {
+    if (!replica_.gate_.Post([this] {
+          replica_.RequestResync(&context_, &request_, &responder_,
+                                 replica_.cq_, replica_.cq_, &accepted_);
+        })) {
+      delete this;
+    }
   }
-  return reactor;
-}
+
+ private:
+  void OnAccepted(bool ok) {
+    if (!ok) {
+      delete this;
+      return;
+    }
+    (new ResyncCall(replica_))->Accept();
+    absl::StatusOr<interconnect::NvlogSnapshot> snapshot =
+        replica_.ApplyResync(request_);
+    const bool posted = replica_.gate_.Post([&] {
+      if (snapshot.ok()) {
+        responder_.Finish(*snapshot, grpc::Status::OK, &finished_);
+      } else {
+        responder_.FinishWithError(ToGrpc(snapshot.status()), &finished_);
+      }
+    });
+    if (!posted) delete this;
+  }
+
+  NvlogReplica& replica_;
+  grpc::ServerContext context_;
+  interconnect::NvlogResyncRequest request_;
+  grpc::ServerAsyncResponseWriter<interconnect::NvlogSnapshot> responder_{
+      &context_};
+  interconnect::QueueTag accepted_, finished_;
+};
 
 // One Mirror stream: applies each batch as it is read and writes its ack. A
-// refused batch finishes the stream with the refusal.
-class NvlogReplica::Stream
-    : public grpc::ServerBidiReactor<interconnect::NvlogBatch,
-                                     interconnect::NvlogAck> {
+// refused batch finishes the stream with the refusal. Its tags run on the
+// server's polling thread; once the server has shut down (no operation can
+// be started) it deletes itself when its last operation has come back.
+class NvlogReplica::Stream {
  public:
-  explicit Stream(NvlogReplica& replica) : replica_(replica) {
-    replica_.open_streams_++;
-    StartRead(&batch_);
+  explicit Stream(NvlogReplica& replica)
+      : replica_(replica),
+        accepted_([this](bool ok) { OnAccepted(ok); }),
+        read_([this](bool ok) { OnReadDone(ok); }),
+        written_([this](bool ok) { OnWriteDone(ok); }),
+        finished_tag_([this](bool) { OnFinished(); }) {}
+
+  // Waits for the next call; deletes this once the server has shut down.
+  void Accept() {
+    if (!replica_.gate_.Post([this] {
+          replica_.RequestMirror(&context_, &stream_, replica_.cq_,
+                                 replica_.cq_, &accepted_);
+        })) {
+      delete this;
+    }
   }
 
-  void OnReadDone(bool ok) override {
+ private:
+  void OnAccepted(bool ok) {
+    if (!ok) {
+      delete this;
+      return;
+    }
+    (new Stream(replica_))->Accept();
+    {
+      absl::MutexLock l(&replica_.mu_);
+      replica_.stats_.streams_opened++;
+    }
+    replica_.open_streams_++;
+    accepted_call_ = true;
+    StartRead();
+  }
+
+  void StartRead() {
+    if (!replica_.gate_.Post([this] { stream_.Read(&batch_, &read_); })) {
+      RequestFinish(grpc::Status::OK);
+    }
+  }
+
+  void OnReadDone(bool ok) {
     if (!ok) {
       RequestFinish(grpc::Status::OK);
       return;
@@ -351,63 +415,82 @@ class NvlogReplica::Stream
     {
       absl::MutexLock l(&mu_);
       writes_.push_back(std::move(*ack));
-      if (!writing_) {
-        writing_ = true;
-        StartWrite(&writes_.front());
+      if (!writing_) StartWriteLocked();
+    }
+    StartRead();
+  }
+
+  void OnWriteDone(bool ok) {
+    bool gone = false;
+    {
+      absl::MutexLock l(&mu_);
+      writes_.pop_front();
+      writing_ = false;
+      if (!ok) writes_.clear();  // the call is over; the read side ends it
+      if (!writes_.empty()) {
+        StartWriteLocked();
+        if (writing_) return;
       }
+      gone = FinishIfRequestedLocked();
     }
-    StartRead(&batch_);
+    if (gone) OnFinished();
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    writes_.pop_front();
-    if (!ok) writes_.clear();  // the call is over; the read side ends it
-    if (!writes_.empty()) {
-      StartWrite(&writes_.front());
-      return;
-    }
-    writing_ = false;
-    if (finish_requested_ && !finished_) {
-      finished_ = true;
-      Finish(finish_status_);
-    }
-  }
-
-  void OnDone() override {
-    replica_.open_streams_--;
+  void OnFinished() {
+    if (accepted_call_) replica_.open_streams_--;
     delete this;
   }
 
- private:
+  void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = replica_.gate_.Post(
+        [this] { stream_.Write(writes_.front(), &written_); });
+    if (!writing_) writes_.clear();
+  }
+
   void RequestFinish(grpc::Status status) {
-    absl::MutexLock l(&mu_);
-    if (finish_requested_) return;
-    finish_requested_ = true;
-    finish_status_ = std::move(status);
-    if (!writing_ && !finished_) {
-      finished_ = true;
-      Finish(finish_status_);
+    bool gone = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (finish_requested_) return;
+      finish_requested_ = true;
+      finish_status_ = std::move(status);
+      gone = FinishIfRequestedLocked();
     }
+    if (gone) OnFinished();
+  }
+
+  // Finishes once requested and no write is in flight. True: the server has
+  // shut down and nothing is in flight; the caller deletes the stream once it
+  // has released mu_.
+  bool FinishIfRequestedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_ || writing_ || finished_) return false;
+    finished_ = true;
+    return !replica_.gate_.Post(
+        [this] { stream_.Finish(finish_status_, &finished_tag_); });
   }
 
   NvlogReplica& replica_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<interconnect::NvlogAck, interconnect::NvlogBatch>
+      stream_{&context_};
   interconnect::NvlogBatch batch_;
+  bool accepted_call_ = false;
   absl::Mutex mu_;
   std::deque<interconnect::NvlogAck> writes_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  interconnect::QueueTag accepted_, read_, written_, finished_tag_;
 };
 
-grpc::ServerBidiReactor<interconnect::NvlogBatch, interconnect::NvlogAck>*
-NvlogReplica::Mirror(grpc::CallbackServerContext* context) {
-  {
-    absl::MutexLock l(&mu_);
-    stats_.streams_opened++;
-  }
-  return new Stream(*this);
+void NvlogReplica::StartServing(grpc::ServerCompletionQueue* cq) {
+  cq_ = cq;
+  gate_.Open();
+  (new ResyncCall(*this))->Accept();
+  (new Stream(*this))->Accept();
 }
+
+void NvlogReplica::StopServing() { gate_.Close(); }
 
 }  // namespace nvlog

@@ -28,10 +28,13 @@
 #include "absl/synchronization/mutex.h"
 #include "appliance/nvlog/nvlog_entry.h"
 #include "interconnect/nvlog.grpc.pb.h"
+#include "interconnect/server.h"
 
 namespace nvlog {
 
-class NvlogReplica final : public interconnect::NvlogMirror::CallbackService {
+// Served on the interconnect server's polling thread (PolledService).
+class NvlogReplica final : public interconnect::NvlogMirror::AsyncService,
+                           public interconnect::PolledService {
  public:
   struct Options {
     // Shape limits of one entry.
@@ -96,15 +99,12 @@ class NvlogReplica final : public interconnect::NvlogMirror::CallbackService {
   Stats stats() const;
   int open_streams() const { return open_streams_.load(); }
 
-  // --- interconnect::NvlogMirror ---
-  grpc::ServerUnaryReactor* Resync(
-      grpc::CallbackServerContext* context,
-      const interconnect::NvlogResyncRequest* request,
-      interconnect::NvlogSnapshot* reply) override;
-  grpc::ServerBidiReactor<interconnect::NvlogBatch, interconnect::NvlogAck>*
-  Mirror(grpc::CallbackServerContext* context) override;
+  // --- interconnect::PolledService ---
+  void StartServing(grpc::ServerCompletionQueue* cq) override;
+  void StopServing() override;
 
  private:
+  class ResyncCall;
   class Stream;
 
   interconnect::NvlogAck AckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -129,6 +129,8 @@ class NvlogReplica final : public interconnect::NvlogMirror::CallbackService {
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> open_streams_{0};
+  grpc::ServerCompletionQueue* cq_ = nullptr;
+  interconnect::QueueGate gate_;
 };
 
 }  // namespace nvlog

@@ -90,8 +90,10 @@ TEST(PartnerChannelTest, FollowsPartnerDownAndUp) {
   ASSERT_TRUE((*channel)->WaitUntil(false, absl::Seconds(20)));
   EXPECT_LT(absl::Now() - down_at, absl::Seconds(5));
 
-  // It comes back on the same address: gRPC reconnects.
-  server = StartServer(hb, address);
+  // It comes back on the same address (a restarted node: a fresh service; an
+  // async gRPC service serves one server in its life): gRPC reconnects.
+  HeartbeatService restarted("node-b", [] { return std::string("active"); });
+  server = StartServer(restarted, address);
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE((*channel)->WaitUntil(true, absl::Seconds(20)));
 
