@@ -95,7 +95,10 @@ PartnerChannel::PartnerChannel(std::shared_ptr<grpc::Channel> channel,
       in_process_(in_process),
       channel_(std::move(channel)),
       heartbeat_stub_(Heartbeat::NewStub(channel_)),
-      queue_(std::make_unique<PolledQueue>("interconnect-cl")) {}
+      own_queue_(options_.queue == nullptr
+                     ? std::make_unique<NodeQueue>("interconnect-cl")
+                     : nullptr),
+      queue_(options_.queue != nullptr ? options_.queue : own_queue_.get()) {}
 
 absl::StatusOr<std::unique_ptr<PartnerChannel>> PartnerChannel::Create(
     Options options) {
@@ -215,10 +218,21 @@ void PartnerChannel::HeartbeatLoop() {
     request.set_sent_unix_micros(absl::ToUnixMicros(absl::Now()));
     request.set_state(options_.local_state ? options_.local_state() : "active");
     HeartbeatReply reply;
+    grpc::Status status;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          options_.heartbeat_timeout);
-    grpc::Status status = heartbeat_stub_->Beat(&context, request, &reply);
+    {
+      // On the node's queue (a blocking call would make this thread one more
+      // poller of the node's sockets while it waits); the deadline bounds
+      // the wait.
+      std::unique_ptr<grpc::ClientAsyncResponseReader<HeartbeatReply>> call =
+          heartbeat_stub_->AsyncBeat(&context, request, queue_->get());
+      absl::MutexLock l(&mu_);
+      beat_answered_ = false;
+      call->Finish(&reply, &status, &beat_done_);
+      mu_.Await(absl::Condition(&beat_answered_));
+    }
     const bool ok = status.ok() && reply.sequence() == sequence;
     {
       absl::MutexLock l(&mu_);

@@ -95,6 +95,10 @@ class PartnerChannel {
     int heartbeat_misses = 3;
     // This node's HA state for heartbeats (may be empty: "active").
     std::function<std::string()> local_state;
+    // The node's interconnect queue (the daemon's, shared with its
+    // InterconnectServer; must outlive the channel). Null: a queue and
+    // thread of the channel's own.
+    NodeQueue* queue = nullptr;
   };
 
   // Creates the channel to options.partner_address and starts watching it. It
@@ -115,10 +119,10 @@ class PartnerChannel {
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // The completion queue every async client of the partner (the local virtual
-  // adapter's proxy streams, the NVLOG mirror) runs its calls on, polled by
-  // one thread ("interconnect-cl"): one polling thread for the node's client
-  // side, so gRPC does not hand a socket's events from thread to thread.
-  // Those clients must be destroyed before this channel.
+  // adapter's proxy streams, the NVLOG mirror) runs its calls on:
+  // Options::queue (in the daemon the same queue the interconnect server runs
+  // on: one polling thread per node). Those clients must be destroyed before
+  // this channel.
   grpc::CompletionQueue* completion_queue() const { return queue_->get(); }
 
   // Cheap, thread-safe.
@@ -190,8 +194,15 @@ class PartnerChannel {
   std::thread watcher_;
   std::thread heartbeat_;
   // Destroyed before channel_, once no call or watch is left on it.
-  const std::unique_ptr<PolledQueue> queue_;
+  const std::unique_ptr<NodeQueue> own_queue_;
+  NodeQueue* const queue_;
   QueueTag state_changed_{[this](bool) { OnStateWatch(); }};
+  // The heartbeat thread's Beat has come back.
+  bool beat_answered_ ABSL_GUARDED_BY(mu_) = false;
+  QueueTag beat_done_{[this](bool) {
+    absl::MutexLock l(&mu_);
+    beat_answered_ = true;
+  }};
 };
 
 }  // namespace interconnect

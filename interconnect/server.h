@@ -22,6 +22,7 @@
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace interconnect {
@@ -61,21 +62,30 @@ struct QueueTag {
 // shared threads wake each other several times per stream message).
 void RunCompletionQueue(grpc::CompletionQueue* cq);
 
-// A completion queue for client calls and the one thread that polls it
-// (RunCompletionQueue). Every call on it must be over (its last tag taken)
-// before it is destroyed.
-class PolledQueue {
+// A completion queue and the one thread that polls it (RunCompletionQueue).
+// The node's interconnect runs everything on one (the daemon's): the
+// interconnect server's calls and every client call to the partner
+// (PartnerChannel::Options::queue), so a single thread polls all of the
+// node's interconnect sockets and gRPC never hands their events from one
+// polling thread to another (a wake-up each time). It is a
+// ServerCompletionQueue, usable by clients at once; InterconnectServer::Create
+// can build its server on it once, later. Every call on it (and the server
+// built on it) must be gone before it is destroyed.
+class NodeQueue {
  public:
-  explicit PolledQueue(std::string thread_name);
+  explicit NodeQueue(std::string thread_name = "interconnect");
   // Shuts the queue down, lets the thread drain it and joins the thread.
-  ~PolledQueue();
-  PolledQueue(const PolledQueue&) = delete;
-  PolledQueue& operator=(const PolledQueue&) = delete;
+  ~NodeQueue();
+  NodeQueue(const NodeQueue&) = delete;
+  NodeQueue& operator=(const NodeQueue&) = delete;
 
-  grpc::CompletionQueue* get() { return &cq_; }
+  grpc::CompletionQueue* get() const { return cq_.get(); }
 
  private:
-  grpc::CompletionQueue cq_;
+  friend class InterconnectServer;
+  // The queue belongs to a server builder; consumed by the server built on it.
+  std::unique_ptr<grpc::ServerBuilder> builder_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::thread thread_;
 };
 
@@ -96,12 +106,10 @@ class QueueGate {
 };
 
 // A service served through gRPC's completion-queue (async) API. Every such
-// service given to InterconnectServer::Create shares one
-// grpc::ServerCompletionQueue, polled by one thread of the server
-// ("interconnect"): a message's socket event, the transport's work and the
-// service's reaction then happen on that thread, with none of the hand-offs
-// between the callback API's shared threads (several per stream message), and
-// with no second polling thread to hand the socket to.
+// service given to InterconnectServer::Create is served on the server's
+// NodeQueue: a message's socket event, the transport's work and the service's
+// reaction happen on its one thread, with none of the hand-offs between the
+// callback API's shared threads (several per stream message).
 //
 // gRPC lets an async service serve one server in its life: a restarted server
 // needs fresh service objects.
@@ -132,9 +140,12 @@ class InterconnectServer {
   };
 
   // Builds and starts the server hosting services (not owned; they must
-  // outlive the server). Fails when the address cannot be bound.
+  // outlive the server) on queue (not owned; it must outlive the server; each
+  // queue takes one server), or on a queue of the server's own when null.
+  // Fails when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<InterconnectServer>> Create(
-      Options options, const std::vector<grpc::Service*>& services);
+      Options options, const std::vector<grpc::Service*>& services,
+      NodeQueue* queue = nullptr);
 
   // Shuts down (cancelling in-flight calls after a short grace period).
   ~InterconnectServer();
@@ -151,16 +162,15 @@ class InterconnectServer {
   void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
  private:
-  InterconnectServer(std::unique_ptr<grpc::Server> server, int port,
+  InterconnectServer(std::unique_ptr<NodeQueue> own_queue,
+                     std::unique_ptr<grpc::Server> server, int port,
                      std::string address, TransportOptions transport,
-                     std::vector<PolledService*> polled,
-                     std::unique_ptr<grpc::ServerCompletionQueue> cq);
+                     std::vector<PolledService*> polled);
 
+  // Declared before server_: destroyed after it.
+  std::unique_ptr<NodeQueue> own_queue_;
   std::unique_ptr<grpc::Server> server_;
   const std::vector<PolledService*> polled_;
-  // Shared by polled_ (null without any) and its polling thread.
-  const std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::thread poller_;
   const int port_;
   const std::string address_;
   const TransportOptions transport_;

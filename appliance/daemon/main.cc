@@ -248,6 +248,9 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
   // memory over it before the host is acknowledged (partner_log is the
   // partner's log, held here for a takeover).
   std::optional<interconnect::TlsMaterial> tls;
+  // Every interconnect call of this node, client and server side, runs on
+  // this queue and its one thread (destroyed last: after every user).
+  std::unique_ptr<interconnect::NodeQueue> interconnect_queue;
   std::unique_ptr<interconnect::PartnerChannel> partner_channel;
   std::unique_ptr<nvlog::NvlogReplica> partner_log;
   std::unique_ptr<nvlog::GrpcMirrorTransport> mirror_transport;
@@ -267,6 +270,8 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     channel_options.node_name = b.node_name();
     channel_options.partner_address = b.partner_interconnect_address();
     channel_options.credentials = interconnect::MakeChannelCredentials(*tls);
+    interconnect_queue = std::make_unique<interconnect::NodeQueue>();
+    channel_options.queue = interconnect_queue.get();
     absl::StatusOr<std::unique_ptr<interconnect::PartnerChannel>> channel =
         interconnect::PartnerChannel::Create(channel_options);
     if (!channel.ok()) return channel.status();
@@ -356,8 +361,10 @@ absl::Status Run(const std::string& config_path, const char* argv0) {
     server_options.credentials = interconnect::MakeServerCredentials(*tls);
     absl::StatusOr<std::unique_ptr<interconnect::InterconnectServer>> server =
         interconnect::InterconnectServer::Create(
-            server_options, {partner_adapter.get(), heartbeat.get(),
-                             replicator.get(), partner_log.get()});
+            server_options,
+            {partner_adapter.get(), heartbeat.get(), replicator.get(),
+             partner_log.get()},
+            interconnect_queue.get());
     if (!server.ok()) return server.status();
     interconnect_server = std::move(*server);
     LOG(INFO) << "interconnect on " << interconnect_server->address();

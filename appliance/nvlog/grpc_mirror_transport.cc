@@ -143,7 +143,7 @@ GrpcMirrorTransport::GrpcMirrorTransport(std::shared_ptr<grpc::Channel> channel,
     : options_(std::move(options)),
       stub_(interconnect::NvlogMirror::NewStub(std::move(channel))),
       own_queue_(options_.cq == nullptr
-                     ? std::make_unique<interconnect::PolledQueue>("nvlog-mirror")
+                     ? std::make_unique<interconnect::NodeQueue>("nvlog-mirror")
                      : nullptr),
       cq_(options_.cq != nullptr ? options_.cq : own_queue_->get()) {}
 

@@ -53,7 +53,7 @@ class GrpcMirrorTransport final : public MirrorTransport {
   const Options options_;
   const std::unique_ptr<interconnect::NvlogMirror::StubInterface> stub_;
   // Declared last: destroyed first, once no session is left.
-  std::unique_ptr<interconnect::PolledQueue> own_queue_;
+  std::unique_ptr<interconnect::NodeQueue> own_queue_;
   grpc::CompletionQueue* cq_;
 };
 
