@@ -13,51 +13,19 @@ HeartbeatService::HeartbeatService(std::string node_name,
                                    std::function<std::string()> state)
     : node_name_(std::move(node_name)), state_(std::move(state)) {}
 
-// One Beat call, from its acceptance to its Finish.
-class HeartbeatService::Call {
- public:
-  explicit Call(HeartbeatService& service)
-      : service_(service),
-        accepted_([this](bool ok) { OnAccepted(ok); }),
-        finished_([this](bool) { delete this; }) {}
-
-  // Waits for the next call; deletes this once the server has shut down.
-  void Accept() {
-    if (!service_.gate_.Post([this] {
-          service_.RequestBeat(&context_, &request_, &responder_, service_.cq_,
-                               service_.cq_, &accepted_);
-        })) {
-      delete this;
-    }
-  }
-
- private:
-  void OnAccepted(bool ok) {
-    if (!ok) {
-      delete this;
-      return;
-    }
-    (new Call(service_))->Accept();
-    reply_ = service_.Answer(request_);
-    if (!service_.gate_.Post([this] {
-          responder_.Finish(reply_, grpc::Status::OK, &finished_);
-        })) {
-      delete this;
-    }
-  }
-
-  HeartbeatService& service_;
-  grpc::ServerContext context_;
-  HeartbeatRequest request_;
-  HeartbeatReply reply_;
-  grpc::ServerAsyncResponseWriter<HeartbeatReply> responder_{&context_};
-  QueueTag accepted_, finished_;
-};
-
 void HeartbeatService::StartServing(grpc::ServerCompletionQueue* cq) {
-  cq_ = cq;
   gate_.Open();
-  (new Call(*this))->Accept();
+  using BeatCall = UnaryCall<HeartbeatRequest, HeartbeatReply>;
+  BeatCall::Serve(
+      gate_,
+      [this, cq](grpc::ServerContext* context, HeartbeatRequest* request,
+                 BeatCall::Responder* responder, void* tag) {
+        RequestBeat(context, request, responder, cq, cq, tag);
+      },
+      [this](const HeartbeatRequest& request, HeartbeatReply* reply) {
+        *reply = Answer(request);
+        return grpc::Status::OK;
+      });
 }
 
 void HeartbeatService::StopServing() { gate_.Close(); }

@@ -56,14 +56,11 @@ class HeartbeatService final : public Heartbeat::AsyncService,
   uint64_t beats_received() const { return beats_.load(); }
 
  private:
-  class Call;
-
   // Records the beat and builds its answer.
   HeartbeatReply Answer(const HeartbeatRequest& request);
 
   const std::string node_name_;
   const std::function<std::string()> state_;
-  grpc::ServerCompletionQueue* cq_ = nullptr;
   QueueGate gate_;
   std::atomic<uint64_t> beats_{0};
   mutable absl::Mutex mu_;

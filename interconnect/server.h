@@ -23,6 +23,8 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/async_unary_call.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace interconnect {
@@ -123,6 +125,68 @@ class PolledService {
   // still wait in cq, and are still delivered): start no more operations.
   // The server then shuts cq down and drains it.
   virtual void StopServing() = 0;
+};
+
+// Serves one unary method of a PolledService on the completion-queue API:
+// each call, from its acceptance to its Finish, is an object of its own that
+// deletes itself; every accepted call first asks for the next one. request
+// starts the wait for a call (the generated Request<Method> with the given
+// context, request, responder and tag, on the service's queue); answer fills
+// the reply and returns the status the call finishes with. Nothing is started
+// once gate is closed (the server has shut down).
+template <class Request, class Reply>
+class UnaryCall {
+ public:
+  using Responder = grpc::ServerAsyncResponseWriter<Reply>;
+  using Requester = std::function<void(grpc::ServerContext*, Request*,
+                                       Responder*, void* tag)>;
+  using Answerer = std::function<grpc::Status(const Request&, Reply*)>;
+
+  static void Serve(QueueGate& gate, Requester request, Answerer answer) {
+    (new UnaryCall(gate, std::move(request), std::move(answer)))->Accept();
+  }
+
+ private:
+  UnaryCall(QueueGate& gate, Requester request, Answerer answer)
+      : gate_(gate),
+        request_fn_(std::move(request)),
+        answer_fn_(std::move(answer)),
+        accepted_([this](bool ok) { OnAccepted(ok); }),
+        finished_([this](bool) { delete this; }) {}
+
+  void Accept() {
+    if (!gate_.Post([this] {
+          request_fn_(&context_, &request_, &responder_, &accepted_);
+        })) {
+      delete this;
+    }
+  }
+
+  void OnAccepted(bool ok) {
+    if (!ok) {
+      delete this;
+      return;
+    }
+    Serve(gate_, request_fn_, answer_fn_);
+    const grpc::Status status = answer_fn_(request_, &reply_);
+    const bool posted = gate_.Post([&] {
+      if (status.ok()) {
+        responder_.Finish(reply_, grpc::Status::OK, &finished_);
+      } else {
+        responder_.FinishWithError(status, &finished_);
+      }
+    });
+    if (!posted) delete this;
+  }
+
+  QueueGate& gate_;
+  const Requester request_fn_;
+  const Answerer answer_fn_;
+  grpc::ServerContext context_;
+  Request request_;
+  Reply reply_;
+  Responder responder_{&context_};
+  QueueTag accepted_, finished_;
 };
 
 class InterconnectServer {

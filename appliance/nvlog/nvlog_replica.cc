@@ -311,51 +311,6 @@ NvlogReplica::Stats NvlogReplica::stats() const {
 // ---------------------------------------------------------------------------
 // gRPC
 
-// One Resync call, from its acceptance to its Finish.
-class NvlogReplica::ResyncCall {
- public:
-  explicit ResyncCall(NvlogReplica& replica)
-      : replica_(replica),
-        accepted_([this](bool ok) { OnAccepted(ok); }),
-        finished_([this](bool) { delete this; }) {}
-
-  // Waits for the next call; deletes this once the server has shut down.
-  void Accept() {
-    if (!replica_.gate_.Post([this] {
-          replica_.RequestResync(&context_, &request_, &responder_,
-                                 replica_.cq_, replica_.cq_, &accepted_);
-        })) {
-      delete this;
-    }
-  }
-
- private:
-  void OnAccepted(bool ok) {
-    if (!ok) {
-      delete this;
-      return;
-    }
-    (new ResyncCall(replica_))->Accept();
-    absl::StatusOr<interconnect::NvlogSnapshot> snapshot =
-        replica_.ApplyResync(request_);
-    const bool posted = replica_.gate_.Post([&] {
-      if (snapshot.ok()) {
-        responder_.Finish(*snapshot, grpc::Status::OK, &finished_);
-      } else {
-        responder_.FinishWithError(ToGrpc(snapshot.status()), &finished_);
-      }
-    });
-    if (!posted) delete this;
-  }
-
-  NvlogReplica& replica_;
-  grpc::ServerContext context_;
-  interconnect::NvlogResyncRequest request_;
-  grpc::ServerAsyncResponseWriter<interconnect::NvlogSnapshot> responder_{
-      &context_};
-  interconnect::QueueTag accepted_, finished_;
-};
-
 // One Mirror stream: applies each batch as it is read and writes its ack. A
 // refused batch finishes the stream with the refusal. Its tags run on the
 // server's polling thread; once the server has shut down (no operation can
@@ -487,7 +442,23 @@ class NvlogReplica::Stream {
 void NvlogReplica::StartServing(grpc::ServerCompletionQueue* cq) {
   cq_ = cq;
   gate_.Open();
-  (new ResyncCall(*this))->Accept();
+  using ResyncCall = interconnect::UnaryCall<interconnect::NvlogResyncRequest,
+                                             interconnect::NvlogSnapshot>;
+  ResyncCall::Serve(
+      gate_,
+      [this, cq](grpc::ServerContext* context,
+                 interconnect::NvlogResyncRequest* request,
+                 ResyncCall::Responder* responder, void* tag) {
+        RequestResync(context, request, responder, cq, cq, tag);
+      },
+      [this](const interconnect::NvlogResyncRequest& request,
+             interconnect::NvlogSnapshot* reply) {
+        absl::StatusOr<interconnect::NvlogSnapshot> snapshot =
+            ApplyResync(request);
+        if (!snapshot.ok()) return ToGrpc(snapshot.status());
+        *reply = *std::move(snapshot);
+        return grpc::Status::OK;
+      });
   (new Stream(*this))->Accept();
 }
 

@@ -104,7 +104,6 @@ class NvlogReplica final : public interconnect::NvlogMirror::AsyncService,
   void StopServing() override;
 
  private:
-  class ResyncCall;
   class Stream;
 
   interconnect::NvlogAck AckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
