@@ -105,7 +105,6 @@ absl::Status EncodeScsiCommand(const scsi::Task& task,
   out->set_task_attribute(static_cast<uint32_t>(task.attribute));
   out->set_tag(task.tag);
   out->set_expected_data_in_length(task.expected_data_in_length);
-  out->set_data_out(task.data_out.data(), task.data_out.size());
   return absl::OkStatus();
 }
 
@@ -124,20 +123,22 @@ absl::Status EncodeTaskManagement(const scsi::TmfRequest& request,
   return absl::OkStatus();
 }
 
-scsi::TaskResponse DecodeScsiCompletion(interconnect::ScsiCompletion* c,
+scsi::TaskResponse DecodeScsiCompletion(const interconnect::ScsiCompletion& c,
+                                        std::vector<uint8_t> data_in,
                                         uint32_t expected_data_in_length,
                                         const EnvelopeLimits& limits) {
-  if (!KnownStatus(c->status()) || c->sense().size() > limits.max_sense_bytes ||
-      c->data_in().size() > expected_data_in_length) {
+  if (data_in.empty()) AssignBytes(c.data_in(), &data_in);
+  if (!KnownStatus(c.status()) || c.sense().size() > limits.max_sense_bytes ||
+      data_in.size() > expected_data_in_length) {
     return InternalTargetFailureResponse();
   }
   scsi::TaskResponse r;
-  r.status = static_cast<scsi::ScsiStatus>(c->status());
-  AssignBytes(c->sense(), &r.sense);
-  AssignBytes(c->data_in(), &r.data_in);
-  r.wanted_data_in_length = c->wanted_data_in_length();
-  r.wanted_data_out_length = c->wanted_data_out_length();
-  r.aborted = c->aborted();
+  r.status = static_cast<scsi::ScsiStatus>(c.status());
+  AssignBytes(c.sense(), &r.sense);
+  r.data_in = std::move(data_in);
+  r.wanted_data_in_length = c.wanted_data_in_length();
+  r.wanted_data_out_length = c.wanted_data_out_length();
+  r.aborted = c.aborted();
   return r;
 }
 
@@ -149,38 +150,38 @@ scsi::TmfResult DecodeTmfCompletion(const interconnect::TmfCompletion& c) {
 }
 
 absl::StatusOr<std::unique_ptr<scsi::Task>> DecodeScsiCommand(
-    interconnect::ScsiCommand* command, const EnvelopeLimits& limits,
-    const NexusInterner& intern) {
-  const std::string& cdb = command->cdb();
+    const interconnect::ScsiCommand& command, std::vector<uint8_t> data_out,
+    const EnvelopeLimits& limits, const NexusInterner& intern) {
+  if (data_out.empty()) AssignBytes(command.data_out(), &data_out);
+  const std::string& cdb = command.cdb();
   if (cdb.size() < limits.min_cdb_bytes || cdb.size() > limits.max_cdb_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("cdb length ", cdb.size(), " not in ",
                      limits.min_cdb_bytes, "..", limits.max_cdb_bytes));
   }
-  if (command->lun() > limits.max_lun) {
-    return absl::InvalidArgumentError(absl::StrCat("lun ", command->lun()));
+  if (command.lun() > limits.max_lun) {
+    return absl::InvalidArgumentError(absl::StrCat("lun ", command.lun()));
   }
-  if (command->task_attribute() > static_cast<uint32_t>(scsi::TaskAttribute::kAca)) {
+  if (command.task_attribute() > static_cast<uint32_t>(scsi::TaskAttribute::kAca)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("task_attribute ", command->task_attribute()));
+        absl::StrCat("task_attribute ", command.task_attribute()));
   }
-  if (command->data_out().size() > limits.max_data_out_bytes) {
+  if (data_out.size() > limits.max_data_out_bytes) {
     return absl::InvalidArgumentError("data_out too large");
   }
-  if (command->expected_data_in_length() > limits.max_data_in_bytes) {
+  if (command.expected_data_in_length() > limits.max_data_in_bytes) {
     return absl::InvalidArgumentError("expected_data_in_length too large");
   }
-  auto nexus = DecodeNexus(command->nexus(), limits, intern);
+  auto nexus = DecodeNexus(command.nexus(), limits, intern);
   if (!nexus.ok()) return nexus.status();
   auto task = std::make_unique<scsi::Task>();
   task->nexus = std::move(*nexus);
-  task->lun = command->lun();
+  task->lun = command.lun();
   AssignBytes(cdb, &task->cdb);
-  task->attribute = static_cast<scsi::TaskAttribute>(command->task_attribute());
-  task->tag = command->tag();
-  task->expected_data_in_length = command->expected_data_in_length();
-  AssignBytes(command->data_out(), &task->data_out);
-  command->clear_data_out();
+  task->attribute = static_cast<scsi::TaskAttribute>(command.task_attribute());
+  task->tag = command.tag();
+  task->expected_data_in_length = command.expected_data_in_length();
+  task->data_out = std::move(data_out);
   return task;
 }
 
@@ -203,11 +204,10 @@ absl::StatusOr<scsi::TmfRequest> DecodeTaskManagement(
   return r;
 }
 
-void EncodeScsiResponse(scsi::TaskResponse response,
+void EncodeScsiResponse(const scsi::TaskResponse& response,
                         interconnect::ScsiCompletion* out) {
   out->set_status(static_cast<uint32_t>(response.status));
   out->set_sense(response.sense.data(), response.sense.size());
-  out->set_data_in(response.data_in.data(), response.data_in.size());
   out->set_wanted_data_in_length(response.wanted_data_in_length);
   out->set_wanted_data_out_length(response.wanted_data_out_length);
   out->set_aborted(response.aborted);

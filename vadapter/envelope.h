@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,7 +36,8 @@ struct EnvelopeLimits {
 
 // --- Requester side (LocalVirtualAdapter) ---
 
-// Fills out from task. InvalidArgument when the task is outside limits (it is
+// Fills out from task, all but data_out (which travels as the item's payload:
+// vadapter/wire.h). InvalidArgument when the task is outside limits (it is
 // then answered locally, never sent).
 absl::Status EncodeScsiCommand(const scsi::Task& task,
                                const EnvelopeLimits& limits,
@@ -44,11 +46,14 @@ absl::Status EncodeTaskManagement(const scsi::TmfRequest& request,
                                   const EnvelopeLimits& limits,
                                   interconnect::TaskManagement* out);
 
-// A completion from the owner for a command that allowed
-// expected_data_in_length bytes of data-in. A completion that breaks the
-// contract (unknown status, oversized sense or data) becomes CHECK CONDITION,
-// HARDWARE ERROR, INTERNAL TARGET FAILURE.
-scsi::TaskResponse DecodeScsiCompletion(interconnect::ScsiCompletion* completion,
+// A completion from the owner, with its data-in (the item's payload; a
+// data_in field inside the completion, from a peer that sent it there, is
+// taken too), for a command that allowed expected_data_in_length bytes of
+// data-in. A completion that breaks the contract (unknown status, oversized
+// sense or data) becomes CHECK CONDITION, HARDWARE ERROR, INTERNAL TARGET
+// FAILURE.
+scsi::TaskResponse DecodeScsiCompletion(const interconnect::ScsiCompletion& completion,
+                                        std::vector<uint8_t> data_in,
                                         uint32_t expected_data_in_length,
                                         const EnvelopeLimits& limits);
 // Unknown values become kRejected.
@@ -61,17 +66,18 @@ scsi::TmfResult DecodeTmfCompletion(const interconnect::TmfCompletion& c);
 using NexusInterner =
     std::function<std::shared_ptr<const scsi::ItNexus>(scsi::ItNexus)>;
 
-// Validates and rebuilds the task (data_out is moved out of command).
+// Validates and rebuilds the task, whose data-out is data_out (the item's
+// payload; or command's data_out field when a peer sent it there).
 // InvalidArgument says which field is wrong.
 absl::StatusOr<std::unique_ptr<scsi::Task>> DecodeScsiCommand(
-    interconnect::ScsiCommand* command, const EnvelopeLimits& limits,
-    const NexusInterner& intern);
+    const interconnect::ScsiCommand& command, std::vector<uint8_t> data_out,
+    const EnvelopeLimits& limits, const NexusInterner& intern);
 absl::StatusOr<scsi::TmfRequest> DecodeTaskManagement(
     const interconnect::TaskManagement& tmf, const EnvelopeLimits& limits,
     const NexusInterner& intern);
 
-// Moves response into out.
-void EncodeScsiResponse(scsi::TaskResponse response,
+// Fills out from response, all but data_in (the item's payload).
+void EncodeScsiResponse(const scsi::TaskResponse& response,
                         interconnect::ScsiCompletion* out);
 
 // --- Canned answers ---

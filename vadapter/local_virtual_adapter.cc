@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
 #include "common/thread_name.h"
 #include "interconnect/server.h"
@@ -58,18 +59,18 @@ class LocalVirtualAdapter::Stream {
         finished_([this](bool) { adapter_.OnStreamDone(this); }) {}
 
   void Begin() {
-    call_ = adapter_.stub_->PrepareAsyncExchange(&context,
-                                                 adapter_.link_.completion_queue());
+    call_ = adapter_.stub_->PrepareCall(&context, ExchangeMethod(),
+                                        adapter_.link_.completion_queue());
     call_->StartCall(&started_);
   }
 
-  // Queues e (in order; what queues while a write is in flight, or before
-  // the call has started, leaves as one batch, and so does what a DeferScope
-  // round adds: see HoldWritesLocked).
-  void Write(interconnect::Envelope e) {
+  // Queues e with data_out as its payload (in order; what queues while a
+  // write is in flight, or before the call has started, leaves as one batch,
+  // and so does what a DeferScope round adds: see HoldWritesLocked).
+  void Write(const interconnect::Envelope& e, std::vector<uint8_t> data_out = {}) {
     if (!usable) return;
     const bool hold = adapter_.HoldWritesLocked() || !call_started_;
-    Send(writes_.Add(std::move(e), hold));
+    Send(writes_.Add(EncodeItem(e, kDataOut, std::move(data_out)), hold));
   }
 
   // Hands over what was held (if no write is in flight).
@@ -113,8 +114,22 @@ class LocalVirtualAdapter::Stream {
       adapter_.OnStreamBroken(this);
       return;
     }
-    adapter_.OnCompletions(this, &read_buffer_);
+    const absl::Status decoded =
+        DecodeBatch(&read_buffer_, kDataIn, adapter_.options_.limits.max_data_in_bytes,
+                    &completions_);
     read_buffer_.Clear();
+    if (!decoded.ok()) {
+      // An answer this side cannot read: the stream's commands fail over
+      // (unavailable sense) and the call is cancelled.
+      {
+        absl::MutexLock l(&adapter_.mu_);
+        adapter_.stats_.malformed_messages++;
+        Cancel();
+      }
+      adapter_.OnStreamBroken(this);
+      return;
+    }
+    adapter_.OnCompletions(this, &completions_);
     // Keep reading even when cancelled: the failed read is what ends it.
     call_->Read(&read_buffer_, &read_);
   }
@@ -127,10 +142,16 @@ class LocalVirtualAdapter::Stream {
   }
 
   // Under the adapter's mu_.
-  void Send(interconnect::EnvelopeBatch* batch) {
+  void Send(WireBatch* batch) {
     if (batch == nullptr) return;
     adapter_.stats_.batches_sent++;
-    call_->Write(*batch, &written_);
+    call_->Write(batch->Seal(), &written_);
+  }
+
+  static const std::string& ExchangeMethod() {
+    static const std::string* const method = new std::string(
+        absl::StrCat("/", interconnect::Proxy::service_full_name(), "/Exchange"));
+    return *method;
   }
 
   void MaybeFinish() {
@@ -140,15 +161,14 @@ class LocalVirtualAdapter::Stream {
   }
 
   LocalVirtualAdapter& adapter_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriterInterface<
-      interconnect::EnvelopeBatch, interconnect::CompletionBatch>>
-      call_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
   bool call_started_ = false;
   bool reads_ended_ = false;
   bool finishing_ = false;
   grpc::Status status_;
-  interconnect::CompletionBatch read_buffer_;
-  WriteBatcher<interconnect::EnvelopeBatch> writes_;
+  grpc::ByteBuffer read_buffer_;  // the stream message being read
+  std::vector<DecodedItem<interconnect::Completion>> completions_;  // decoded
+  WriteBatcher writes_;
   interconnect::QueueTag started_, read_, written_, finished_;
 };
 
@@ -156,7 +176,7 @@ LocalVirtualAdapter::LocalVirtualAdapter(interconnect::PartnerChannel& link,
                                          Options options)
     : link_(link),
       options_(std::move(options)),
-      stub_(interconnect::Proxy::NewStub(link.channel())) {
+      stub_(std::make_unique<grpc::GenericStub>(link.channel())) {
   slots_.assign(std::max(1, options_.streams), nullptr);
 }
 
@@ -236,6 +256,7 @@ void LocalVirtualAdapter::Forward(std::unique_ptr<scsi::Task> task,
       p.tag = task->tag;
       p.expected_data_in_length = task->expected_data_in_length;
       p.bytes = task->data_out.size() + task->expected_data_in_length;
+      p.data_out = std::move(task->data_out);
       p.deadline = absl::Now() + options_.command_timeout;
       p.envelope = std::move(envelope);
       deadlines_.emplace(p.deadline, id);
@@ -407,8 +428,9 @@ void LocalVirtualAdapter::SendLocked(Stream* s, uint64_t id, Pending& p) {
     s->outstanding_requests++;
     s->outstanding_bytes += p.bytes;
   }
-  s->Write(std::move(p.envelope));
+  s->Write(p.envelope, std::move(p.data_out));
   p.envelope = interconnect::Envelope();
+  p.data_out = std::vector<uint8_t>();
 }
 
 void LocalVirtualAdapter::SendAbortTaskLocked(
@@ -423,7 +445,7 @@ void LocalVirtualAdapter::SendAbortTaskLocked(
   r.lun = lun;
   r.referenced_tag = tag;
   if (EncodeTaskManagement(r, options_.limits, e.mutable_task_management()).ok()) {
-    s->Write(std::move(e));
+    s->Write(e);
   }
 }
 
@@ -472,12 +494,12 @@ void LocalVirtualAdapter::FailAllLocked(Callbacks* cb) {
 // ---------------------------------------------------------------------------
 // Stream reactions and the link
 
-void LocalVirtualAdapter::OnCompletions(Stream* s,
-                                        interconnect::CompletionBatch* batch) {
+void LocalVirtualAdapter::OnCompletions(
+    Stream* s, std::vector<DecodedItem<interconnect::Completion>>* batch) {
   Callbacks cb;
   {
     absl::MutexLock l(&mu_);
-    for (interconnect::Completion& c : *batch->mutable_items()) {
+    for (DecodedItem<interconnect::Completion>& c : *batch) {
       CompleteLocked(s, &c, &cb);
     }
     DispatchLocked(&cb);
@@ -485,8 +507,9 @@ void LocalVirtualAdapter::OnCompletions(Stream* s,
   for (auto& f : cb) std::move(f)();
 }
 
-void LocalVirtualAdapter::CompleteLocked(Stream* s, interconnect::Completion* c,
-                                         Callbacks* cb) {
+void LocalVirtualAdapter::CompleteLocked(
+    Stream* s, DecodedItem<interconnect::Completion>* item, Callbacks* cb) {
+  const interconnect::Completion* c = &item->message;
   auto it = pending_.find(c->request_id());
   // Unknown ids: a timed-out command, or a fire-and-forget ABORT TASK.
   if (it == pending_.end() || it->second.stream != s) return;
@@ -501,7 +524,7 @@ void LocalVirtualAdapter::CompleteLocked(Stream* s, interconnect::Completion* c,
   }
   stats_.completed++;
   scsi::TaskResponse r =
-      c->has_scsi() ? DecodeScsiCompletion(c->mutable_scsi(),
+      c->has_scsi() ? DecodeScsiCompletion(c->scsi(), std::move(item->payload),
                                            p.expected_data_in_length,
                                            options_.limits)
                     : InternalTargetFailureResponse();

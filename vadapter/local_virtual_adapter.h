@@ -54,7 +54,9 @@
 #include "interconnect/partner_channel.h"
 #include "interconnect/proxy.grpc.pb.h"
 #include "target/virtual_target/module.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "vadapter/envelope.h"
+#include "vadapter/wire.h"
 #include "vadapter/write_batcher.h"
 
 namespace vadapter {
@@ -94,6 +96,7 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
     uint64_t task_set_full = 0;    // FIFO overflow
     uint64_t streams_opened = 0;
     uint64_t batches_sent = 0;     // stream messages (each 1+ envelopes)
+    uint64_t malformed_messages = 0;  // unreadable answers (stream ended)
     size_t outstanding = 0;        // on streams now
     size_t queued = 0;             // in the FIFO now
   };
@@ -139,6 +142,7 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
     absl::Time deadline;
     Stream* stream = nullptr;  // null while in the FIFO
     interconnect::Envelope envelope;  // while in the FIFO
+    std::vector<uint8_t> data_out;    // its payload, while in the FIFO
   };
   using Callbacks = std::vector<absl::AnyInvocable<void() &&>>;
 
@@ -167,9 +171,10 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
   void FlushHeldWrites();
 
   // From Stream reactions.
-  void OnCompletions(Stream* s, interconnect::CompletionBatch* batch);
-  void CompleteLocked(Stream* s, interconnect::Completion* c, Callbacks* cb)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnCompletions(Stream* s,
+                     std::vector<DecodedItem<interconnect::Completion>>* batch);
+  void CompleteLocked(Stream* s, DecodedItem<interconnect::Completion>* c,
+                      Callbacks* cb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStreamBroken(Stream* s);
   void OnStreamDone(Stream* s);
 
@@ -178,7 +183,8 @@ class LocalVirtualAdapter final : public virtual_target::Forwarder {
 
   interconnect::PartnerChannel& link_;
   const Options options_;
-  const std::unique_ptr<interconnect::Proxy::StubInterface> stub_;
+  // Exchange is called as a raw method: its messages are vadapter/wire.h's.
+  const std::unique_ptr<grpc::GenericStub> stub_;
   int listener_id_ = 0;
 
   mutable absl::Mutex mu_;

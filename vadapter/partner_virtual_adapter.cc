@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/defer_scope.h"
+#include "vadapter/wire.h"
 #include "vadapter/write_batcher.h"
 
 namespace vadapter {
@@ -28,21 +29,24 @@ class PartnerVirtualAdapter::Stream {
 
     absl::Mutex mu;
     Stream* stream ABSL_GUARDED_BY(mu) = nullptr;  // null once finished
-    WriteBatcher<interconnect::CompletionBatch> writes ABSL_GUARDED_BY(mu);
+    WriteBatcher writes ABSL_GUARDED_BY(mu);
     bool finish_requested ABSL_GUARDED_BY(mu) = false;
     bool flush_deferred ABSL_GUARDED_BY(mu) = false;
     absl::flat_hash_map<uint64_t, Outstanding> outstanding ABSL_GUARDED_BY(mu);
 
-    // Queues c for writing (drops it once the stream is finishing).
-    // finishes_task: c answers a command in outstanding. Inside a DeferScope
-    // round (a stream message's envelopes, an I/O reaper's completions) the
-    // round's completions leave as one message when it ends.
-    void Write(interconnect::Completion c, bool finishes_task = false) {
+    // Queues c, with data_in as its payload, for writing (drops it once the
+    // stream is finishing). finishes_task: c answers a command in
+    // outstanding. Inside a DeferScope round (a stream message's envelopes,
+    // an I/O reaper's completions) the round's completions leave as one
+    // message when it ends.
+    void Write(const interconnect::Completion& c,
+               std::vector<uint8_t> data_in = {}, bool finishes_task = false) {
+      WireItem item = EncodeItem(c, kDataIn, std::move(data_in));
       absl::MutexLock l(&mu);
       if (finishes_task) outstanding.erase(c.request_id());
       if (stream == nullptr || finish_requested) return;
       const bool hold = common::DeferScope::IsOpen();
-      if (interconnect::CompletionBatch* b = writes.Add(std::move(c), hold)) {
+      if (WireBatch* b = writes.Add(std::move(item), hold)) {
         stream->StartWrite(b);
       }
       if (hold && !flush_deferred) {
@@ -56,7 +60,7 @@ class PartnerVirtualAdapter::Stream {
       absl::MutexLock l(&mu);
       flush_deferred = false;
       if (stream == nullptr || finish_requested) return;
-      if (interconnect::CompletionBatch* b = writes.Release()) {
+      if (WireBatch* b = writes.Release()) {
         stream->StartWrite(b);
       }
     }
@@ -83,8 +87,8 @@ class PartnerVirtualAdapter::Stream {
  private:
   // Under shared_->mu. With the queue closed (the server has shut down and
   // cancelled the call) the write counts as failed.
-  void StartWrite(interconnect::CompletionBatch* batch) {
-    if (!adapter_.Post([&] { stream_.Write(*batch, &written_); })) {
+  void StartWrite(WireBatch* batch) {
+    if (!adapter_.Post([&] { stream_.Write(batch->Seal(), &written_); })) {
       shared_->writes.WriteDone(false);
     }
   }
@@ -92,10 +96,10 @@ class PartnerVirtualAdapter::Stream {
   // OnFinished() once it has released shared_->mu.
   bool StartFinish() {
     return adapter_.Post(
-        [this] { stream_.Finish(grpc::Status::OK, &finished_); });
+        [this] { stream_.Finish(finish_status_, &finished_); });
   }
   void StartRead() {
-    if (!adapter_.Post([this] { stream_.Read(&batch_, &read_); })) {
+    if (!adapter_.Post([this] { stream_.Read(&message_, &read_); })) {
       EndOfRequests();
     }
   }
@@ -120,14 +124,25 @@ class PartnerVirtualAdapter::Stream {
       EndOfRequests();
       return;
     }
+    const absl::Status decoded =
+        DecodeBatch(&message_, kDataOut, adapter_.options_.limits.max_data_out_bytes,
+                    &envelopes_);
+    message_.Clear();
+    if (!decoded.ok()) {
+      // Not a message this side can read: the stream ends as if the peer had
+      // closed it (what it left running is aborted).
+      adapter_.malformed_messages_++;
+      EndOfRequests(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 std::string(decoded.message())));
+      return;
+    }
     adapter_.batches_++;
-    adapter_.envelopes_ += batch_.items_size();
+    adapter_.envelopes_ += envelopes_.size();
     {
       // Completions the engine gives inline leave together.
       common::DeferScope round;
-      for (interconnect::Envelope& e : *batch_.mutable_items()) Handle(&e);
+      for (DecodedItem<interconnect::Envelope>& e : envelopes_) Handle(&e);
     }
-    batch_.Clear();
     StartRead();
   }
 
@@ -135,7 +150,7 @@ class PartnerVirtualAdapter::Stream {
     {
       absl::MutexLock l(&shared_->mu);
       // !ok: the call is gone; finishing: nothing more is written.
-      interconnect::CompletionBatch* next =
+      WireBatch* next =
           shared_->writes.WriteDone(ok && !shared_->finish_requested);
       if (next != nullptr) {
         StartWrite(next);
@@ -155,9 +170,10 @@ class PartnerVirtualAdapter::Stream {
     delete this;
   }
 
-  // The requester stopped sending (closed, crashed, or the link broke): abort
-  // what it left running and finish. Answers still in flight are dropped.
-  void EndOfRequests() {
+  // The requester stopped sending (closed, crashed, or the link broke), or
+  // sent what cannot be read: abort what it left running and finish with
+  // status. Answers still in flight are dropped.
+  void EndOfRequests(grpc::Status status = grpc::Status::OK) {
     PartnerVirtualAdapter& adapter = adapter_;  // this may be deleted below
     std::vector<Outstanding> abort;
     bool finished = false;
@@ -166,6 +182,7 @@ class PartnerVirtualAdapter::Stream {
       for (auto& [id, o] : shared_->outstanding) abort.push_back(o);
       shared_->outstanding.clear();
       shared_->finish_requested = true;
+      finish_status_ = std::move(status);
       shared_->writes.DropQueued();
       finished = !shared_->writes.writing() && !StartFinish();
     }
@@ -191,17 +208,18 @@ class PartnerVirtualAdapter::Stream {
     } else {
       EncodeScsiResponse(InvalidFieldInCdbResponse(), c.mutable_scsi());
     }
-    shared_->Write(std::move(c));
+    shared_->Write(c);
   }
 
-  void Handle(interconnect::Envelope* envelope) {
-    const uint64_t id = envelope->request_id();
-    switch (envelope->payload_case()) {
+  void Handle(DecodedItem<interconnect::Envelope>* item) {
+    const interconnect::Envelope& envelope = item->message;
+    const uint64_t id = envelope.request_id();
+    switch (envelope.payload_case()) {
       case interconnect::Envelope::kScsiCommand:
-        HandleCommand(id, envelope->mutable_scsi_command());
+        HandleCommand(id, envelope.scsi_command(), std::move(item->payload));
         return;
       case interconnect::Envelope::kTaskManagement:
-        HandleTmf(id, envelope->task_management());
+        HandleTmf(id, envelope.task_management());
         return;
       case interconnect::Envelope::PAYLOAD_NOT_SET:
         Reject(id, false, absl::InvalidArgumentError("empty envelope"));
@@ -210,9 +228,10 @@ class PartnerVirtualAdapter::Stream {
     Reject(id, false, absl::InvalidArgumentError("unknown payload"));
   }
 
-  void HandleCommand(uint64_t id, interconnect::ScsiCommand* command) {
-    auto task =
-        DecodeScsiCommand(command, adapter_.options_.limits, adapter_.interner_);
+  void HandleCommand(uint64_t id, const interconnect::ScsiCommand& command,
+                     std::vector<uint8_t> data_out) {
+    auto task = DecodeScsiCommand(command, std::move(data_out),
+                                  adapter_.options_.limits, adapter_.interner_);
     if (!task.ok()) {
       Reject(id, false, task.status());
       return;
@@ -239,7 +258,7 @@ class PartnerVirtualAdapter::Stream {
       interconnect::Completion c;
       c.set_request_id(id);
       EncodeScsiResponse(TaskSetFullResponse(), c.mutable_scsi());
-      shared_->Write(std::move(c));
+      shared_->Write(c);
       return;
     }
     // The engine may complete inline, on this thread: no lock held here.
@@ -247,8 +266,8 @@ class PartnerVirtualAdapter::Stream {
         std::move(*task), [shared = shared_, id](scsi::TaskResponse r) {
           interconnect::Completion c;
           c.set_request_id(id);
-          EncodeScsiResponse(std::move(r), c.mutable_scsi());
-          shared->Write(std::move(c), /*finishes_task=*/true);
+          EncodeScsiResponse(r, c.mutable_scsi());
+          shared->Write(c, std::move(r.data_in), /*finishes_task=*/true);
         });
   }
 
@@ -267,17 +286,18 @@ class PartnerVirtualAdapter::Stream {
           interconnect::Completion c;
           c.set_request_id(id);
           c.mutable_tmf()->set_result(static_cast<uint32_t>(result));
-          shared->Write(std::move(c));
+          shared->Write(c);
         });
   }
 
   PartnerVirtualAdapter& adapter_;
   const std::shared_ptr<Shared> shared_;
   grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<interconnect::CompletionBatch,
-                                interconnect::EnvelopeBatch>
-      stream_{&context_};
-  interconnect::EnvelopeBatch batch_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_{
+      &context_};
+  grpc::ByteBuffer message_;  // the stream message being read
+  std::vector<DecodedItem<interconnect::Envelope>> envelopes_;  // decoded from it
+  grpc::Status finish_status_;
   interconnect::QueueTag accepted_, read_, written_, finished_;
 };
 
@@ -337,6 +357,7 @@ PartnerVirtualAdapter::Stats PartnerVirtualAdapter::stats() const {
   s.rejected = rejected_.load();
   s.streams_opened = streams_opened_.load();
   s.aborted_on_stream_end = aborted_on_stream_end_.load();
+  s.malformed_messages = malformed_messages_.load();
   return s;
 }
 

@@ -9,6 +9,10 @@
 // PolledService): the interconnect server's polling thread takes the socket
 // event, handles each stream message, runs the engine's inline completions
 // and starts the answer's write, with no hand-off between threads on the way.
+// Exchange is a raw method: its messages are read and written by
+// vadapter/wire.h, so a command's data-out lands in the task's buffer and a
+// read's data-in leaves from it without protobuf copies. A stream message that
+// cannot be parsed ends the stream (INVALID_ARGUMENT; its commands aborted).
 //
 // A malformed envelope is answered (CHECK CONDITION, ILLEGAL REQUEST, INVALID
 // FIELD IN CDB; or a kRejected TMF result), never fatal. When a stream ends
@@ -35,7 +39,8 @@
 
 namespace vadapter {
 
-class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
+class PartnerVirtualAdapter final
+    : public interconnect::Proxy::WithRawMethod_Exchange<interconnect::Proxy::Service>,
                                     public interconnect::PolledService {
  public:
   struct Options {
@@ -58,6 +63,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
     uint64_t rejected = 0;          // answered as malformed
     uint64_t streams_opened = 0;
     uint64_t aborted_on_stream_end = 0;  // ABORT TASKs issued for dead streams
+    uint64_t malformed_messages = 0;     // unreadable stream messages (stream ended)
   };
 
   // router (the owner's engine, usually) must outlive the adapter and the
@@ -96,6 +102,7 @@ class PartnerVirtualAdapter final : public interconnect::Proxy::AsyncService,
   std::atomic<uint64_t> rejected_{0};
   std::atomic<uint64_t> streams_opened_{0};
   std::atomic<uint64_t> aborted_on_stream_end_{0};
+  std::atomic<uint64_t> malformed_messages_{0};
   std::atomic<int> open_streams_{0};
 
   absl::Mutex nexus_mu_;

@@ -2,7 +2,8 @@
 // message at a time per stream; a message handed over while another is in
 // flight has to wait for OnWriteDone. Instead of a queue of single messages,
 // everything queued while a write is in flight goes out as the next write, in
-// one batch (EnvelopeBatch or CompletionBatch): at queue depth 32 a round trip
+// one batch (one EnvelopeBatch or CompletionBatch message, vadapter/wire.h):
+// at queue depth 32 a round trip
 // then costs a few gRPC messages instead of 32, and the first message of an
 // idle stream still leaves at once (no added latency).
 //
@@ -14,8 +15,7 @@
 // A batch stays under max_batch_bytes (its items' encoded sizes), so it fits
 // the interconnect's message limit; a single item larger than that goes alone.
 //
-// Not thread-safe: the stream's lock guards it. Batch is a protobuf message
-// with `repeated Item items`.
+// Not thread-safe: the stream's lock guards it.
 #ifndef VADAPTER_WRITE_BATCHER_H_
 #define VADAPTER_WRITE_BATCHER_H_
 
@@ -23,9 +23,10 @@
 #include <deque>
 #include <utility>
 
+#include "vadapter/wire.h"
+
 namespace vadapter {
 
-template <typename Batch>
 class WriteBatcher {
  public:
   explicit WriteBatcher(size_t max_batch_bytes)
@@ -34,10 +35,8 @@ class WriteBatcher {
   // Queues item. Returns the batch to hand to StartWrite now, or nullptr when
   // a write is already in flight or hold is set (item goes in a later batch,
   // or in the one Release() returns).
-  template <typename Item>
-  Batch* Add(Item item, bool hold = false) {
-    // Encoded size inside the batch: the item, its tag and length prefix.
-    const size_t bytes = item.ByteSizeLong() + 11;
+  WireBatch* Add(WireItem item, bool hold = false) {
+    const size_t bytes = item.size();
     // The in-flight batch is never appended to.
     const bool back_in_flight = in_flight_ && queue_.size() == 1;
     if (queue_.empty() || back_in_flight ||
@@ -45,14 +44,14 @@ class WriteBatcher {
       queue_.emplace_back();
       back_bytes_ = 0;
     }
-    *queue_.back().add_items() = std::move(item);
+    queue_.back().Add(std::move(item));
     back_bytes_ += bytes;
     return hold ? nullptr : Release();
   }
 
   // Returns the front batch to hand to StartWrite now, or nullptr when a
   // write is in flight or nothing waits.
-  Batch* Release() {
+  WireBatch* Release() {
     if (in_flight_ || queue_.empty()) return nullptr;
     in_flight_ = true;
     return &queue_.front();
@@ -61,7 +60,7 @@ class WriteBatcher {
   // The in-flight write finished (ok: it reached gRPC's transport). Returns
   // the next batch to write, or nullptr when nothing waits (or !ok: the call
   // is over and what waited is dropped).
-  Batch* WriteDone(bool ok) {
+  WireBatch* WriteDone(bool ok) {
     if (in_flight_) queue_.pop_front();
     in_flight_ = false;
     if (!ok) queue_.clear();
@@ -77,14 +76,14 @@ class WriteBatcher {
   // Items queued or in flight.
   size_t items() const {
     size_t n = 0;
-    for (const Batch& b : queue_) n += b.items_size();
+    for (const WireBatch& b : queue_) n += b.items_size();
     return n;
   }
 
  private:
   const size_t max_batch_bytes_;
   // Front: in flight when in_flight_; the rest wait.
-  std::deque<Batch> queue_;
+  std::deque<WireBatch> queue_;
   bool in_flight_ = false;
   size_t back_bytes_ = 0;  // of queue_.back()
 };

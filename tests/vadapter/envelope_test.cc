@@ -18,10 +18,12 @@ TEST(EnvelopeTest, CommandRoundTrip) {
   task->expected_data_in_length = 0;
   interconnect::ScsiCommand wire;
   ASSERT_TRUE(EncodeScsiCommand(*task, EnvelopeLimits(), &wire).ok());
+  // data_out travels as the item's payload (vadapter/wire.h), not in wire.
+  EXPECT_TRUE(wire.data_out().empty());
   // Through bytes, as on the interconnect.
   interconnect::ScsiCommand parsed;
   ASSERT_TRUE(parsed.ParseFromString(wire.SerializeAsString()));
-  auto back = DecodeScsiCommand(&parsed, EnvelopeLimits(), Keep);
+  auto back = DecodeScsiCommand(parsed, task->data_out, EnvelopeLimits(), Keep);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*(*back)->nexus, *task->nexus);
   EXPECT_EQ((*back)->nexus->target_port_name, task->nexus->target_port_name);
@@ -31,6 +33,17 @@ TEST(EnvelopeTest, CommandRoundTrip) {
   EXPECT_EQ((*back)->attribute, scsi::TaskAttribute::kOrdered);
   EXPECT_EQ((*back)->tag, 99u);
   EXPECT_EQ((*back)->data_out, task->data_out);
+
+  // A peer that puts data_out in the message instead: taken from there.
+  parsed.set_data_out("abcd");
+  back = DecodeScsiCommand(parsed, {}, EnvelopeLimits(), Keep);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->data_out, std::vector<uint8_t>({'a', 'b', 'c', 'd'}));
+  // More data-out than the limits allow.
+  EnvelopeLimits small;
+  small.max_data_out_bytes = 3;
+  EXPECT_FALSE(DecodeScsiCommand(parsed, {}, small, Keep).ok());
+  EXPECT_FALSE(DecodeScsiCommand(parsed, {1, 2, 3, 4}, small, Keep).ok());
 }
 
 TEST(EnvelopeTest, ResponseRoundTripAndContractChecks) {
@@ -42,7 +55,8 @@ TEST(EnvelopeTest, ResponseRoundTripAndContractChecks) {
   r.wanted_data_out_length = 7;
   interconnect::ScsiCompletion c;
   EncodeScsiResponse(r, &c);
-  scsi::TaskResponse back = DecodeScsiCompletion(&c, 512, EnvelopeLimits());
+  EXPECT_TRUE(c.data_in().empty());  // the item's payload (vadapter/wire.h)
+  scsi::TaskResponse back = DecodeScsiCompletion(c, r.data_in, 512, EnvelopeLimits());
   EXPECT_EQ(back.status, r.status);
   EXPECT_EQ(back.sense, r.sense);
   EXPECT_EQ(back.data_in, r.data_in);
@@ -54,13 +68,18 @@ TEST(EnvelopeTest, ResponseRoundTripAndContractChecks) {
   // the partner broke the contract.
   const scsi::TaskResponse failure = InternalTargetFailureResponse();
   interconnect::ScsiCompletion bad = c;
-  EXPECT_EQ(DecodeScsiCompletion(&bad, 2, EnvelopeLimits()).sense, failure.sense);
+  EXPECT_EQ(DecodeScsiCompletion(bad, r.data_in, 2, EnvelopeLimits()).sense,
+            failure.sense);
+  bad.set_data_in("abc");  // data-in inside the message counts the same
+  EXPECT_EQ(DecodeScsiCompletion(bad, {}, 2, EnvelopeLimits()).sense, failure.sense);
+  EXPECT_EQ(DecodeScsiCompletion(bad, {}, 3, EnvelopeLimits()).data_in,
+            std::vector<uint8_t>({'a', 'b', 'c'}));
   bad = c;
   bad.set_status(0x99);
-  EXPECT_EQ(DecodeScsiCompletion(&bad, 512, EnvelopeLimits()).sense, failure.sense);
+  EXPECT_EQ(DecodeScsiCompletion(bad, {}, 512, EnvelopeLimits()).sense, failure.sense);
   bad = c;
   bad.set_sense(std::string(253, 'x'));
-  EXPECT_EQ(DecodeScsiCompletion(&bad, 512, EnvelopeLimits()).sense, failure.sense);
+  EXPECT_EQ(DecodeScsiCompletion(bad, {}, 512, EnvelopeLimits()).sense, failure.sense);
 
   interconnect::TmfCompletion t;
   t.set_result(static_cast<uint32_t>(scsi::TmfResult::kTaskDoesNotExist));

@@ -7,28 +7,39 @@
 
 #include "gtest/gtest.h"
 #include "interconnect/proxy.pb.h"
+#include "vadapter/wire.h"
 
 namespace vadapter {
 namespace {
 
-using Batcher = WriteBatcher<interconnect::EnvelopeBatch>;
+using Batcher = WriteBatcher;
 
-interconnect::Envelope Item(uint64_t id, size_t data_bytes = 0) {
+WireItem Item(uint64_t id, size_t data_bytes = 0) {
   interconnect::Envelope e;
   e.set_request_id(id);
-  e.mutable_scsi_command()->set_data_out(std::string(data_bytes, 'd'));
-  return e;
+  e.mutable_scsi_command()->set_lun(1);
+  return EncodeItem(e, kDataOut, std::vector<uint8_t>(data_bytes, 'd'));
 }
 
-std::vector<uint64_t> Ids(const interconnect::EnvelopeBatch& b) {
+// The request ids of a batch, read back from the stream message it makes.
+std::vector<uint64_t> Ids(WireBatch& b) {
+  grpc::ByteBuffer message = b.Seal();
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(message.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  interconnect::EnvelopeBatch parsed;
+  EXPECT_TRUE(parsed.ParseFromString(bytes));
   std::vector<uint64_t> ids;
-  for (const auto& e : b.items()) ids.push_back(e.request_id());
+  for (const auto& e : parsed.items()) ids.push_back(e.request_id());
   return ids;
 }
 
 TEST(WriteBatcherTest, IdleStreamSendsAtOnceAndQueuedItemsShareTheNextWrite) {
   Batcher w(1 << 20);
-  interconnect::EnvelopeBatch* first = w.Add(Item(1));
+  WireBatch* first = w.Add(Item(1));
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(Ids(*first), std::vector<uint64_t>({1}));
   EXPECT_TRUE(w.writing());
@@ -36,7 +47,7 @@ TEST(WriteBatcherTest, IdleStreamSendsAtOnceAndQueuedItemsShareTheNextWrite) {
   // The in-flight batch is never appended to.
   EXPECT_EQ(Ids(*first), std::vector<uint64_t>({1}));
   EXPECT_EQ(w.items(), 5u);
-  interconnect::EnvelopeBatch* next = w.WriteDone(true);
+  WireBatch* next = w.WriteDone(true);
   ASSERT_NE(next, nullptr);
   EXPECT_EQ(Ids(*next), std::vector<uint64_t>({2, 3, 4, 5}));
   EXPECT_EQ(w.Add(Item(6)), nullptr);
@@ -59,7 +70,7 @@ TEST(WriteBatcherTest, BatchesStayWithinTheByteBound) {
   EXPECT_EQ(w.Add(Item(9)), nullptr);
   std::vector<std::vector<uint64_t>> batches;
   for (auto* b = w.WriteDone(true); b != nullptr; b = w.WriteDone(true)) {
-    EXPECT_TRUE(b->ByteSizeLong() <= 10000 || b->items_size() == 1);
+    EXPECT_TRUE(b->bytes() <= 10000 || b->items_size() == 1);
     batches.push_back(Ids(*b));
   }
   EXPECT_EQ(batches, std::vector<std::vector<uint64_t>>(
@@ -77,7 +88,7 @@ TEST(WriteBatcherTest, FailedWriteDropsWhatWaited) {
 
 TEST(WriteBatcherTest, DropQueuedKeepsOnlyTheInFlightBatch) {
   Batcher w(1 << 20);
-  interconnect::EnvelopeBatch* first = w.Add(Item(1));
+  WireBatch* first = w.Add(Item(1));
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(w.Add(Item(2)), nullptr);
   w.DropQueued();
@@ -95,7 +106,7 @@ TEST(WriteBatcherTest, HeldItemsOfAnIdleStreamLeaveTogetherOnRelease) {
   }
   EXPECT_FALSE(w.writing());
   EXPECT_EQ(w.items(), 3u);
-  interconnect::EnvelopeBatch* b = w.Release();
+  WireBatch* b = w.Release();
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(Ids(*b), std::vector<uint64_t>({1, 2, 3}));
   EXPECT_TRUE(w.writing());
@@ -117,7 +128,7 @@ TEST(WriteBatcherTest, HeldItemsRespectTheByteBoundAndDropQueuedDropsThem) {
   for (uint64_t id = 1; id <= 4; ++id) {
     EXPECT_EQ(w.Add(Item(id, 3000), /*hold=*/true), nullptr);
   }
-  interconnect::EnvelopeBatch* b = w.Release();
+  WireBatch* b = w.Release();
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(Ids(*b), std::vector<uint64_t>({1, 2, 3}));
   b = w.WriteDone(true);
