@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/server_credentials.h"
 #include "gtest/gtest.h"
 #include "interconnect/partner_channel.h"
@@ -468,6 +469,64 @@ TEST_F(AdapterTest, MalformedEnvelopesGetErrorCompletions) {
   EXPECT_EQ(partner_->stats().rejected, bad.size());
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+
+  // The server still serves the adapter.
+  EXPECT_EQ(Run(ReadTask(0, 1, 512, 1)).status, scsi::ScsiStatus::kGood);
+}
+
+// Waits for tag on cq; returns the operation's ok.
+bool Await(grpc::CompletionQueue& cq, void* tag) {
+  void* got = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&got, &ok));
+  EXPECT_EQ(got, tag);
+  return ok;
+}
+
+TEST_F(AdapterTest, UnreadableMessageEndsTheStreamAndAbortsItsCommands) {
+  Start();
+  router_.set_hold(true);
+  grpc::GenericStub stub(server_->InProcessChannel());
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  auto call = stub.PrepareCall(&ctx, "/interconnect.Proxy/Exchange", &cq);
+  int started, wrote, read, finished;
+  call->StartCall(&started);
+  ASSERT_TRUE(Await(cq, &started));
+  // A good read, held on the engine; then bytes that are no EnvelopeBatch
+  // (an item whose length runs past the message).
+  interconnect::EnvelopeBatch good;
+  *good.add_items() = GoodRead(5);
+  const std::string good_bytes = good.SerializeAsString();
+  grpc::Slice good_slice(good_bytes.data(), good_bytes.size());
+  call->Write(grpc::ByteBuffer(&good_slice, 1), &wrote);
+  ASSERT_TRUE(Await(cq, &wrote));
+  ASSERT_TRUE(router_.WaitForHeld(1));
+  const std::string garbage("\x0a\x7f\x08\x01", 4);
+  grpc::Slice bad_slice(garbage.data(), garbage.size());
+  call->Write(grpc::ByteBuffer(&bad_slice, 1), &wrote);
+  Await(cq, &wrote);
+  // The owner ends the stream without an answer and aborts the held read.
+  grpc::ByteBuffer answer;
+  call->Read(&answer, &read);
+  EXPECT_FALSE(Await(cq, &read));
+  grpc::Status status;
+  call->Finish(&status, &finished);
+  ASSERT_TRUE(Await(cq, &finished));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("malformed"), std::string::npos);
+  ASSERT_TRUE(router_.WaitForTmfs(1));
+  EXPECT_EQ(router_.tmfs()[0].function, scsi::TmfFunction::kAbortTask);
+  EXPECT_EQ(router_.tmfs()[0].referenced_tag, 5u);
+  EXPECT_EQ(partner_->stats().malformed_messages, 1u);
+  router_.ReleaseHeld();
+  router_.set_hold(false);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
 
   // The server still serves the adapter.
   EXPECT_EQ(Run(ReadTask(0, 1, 512, 1)).status, scsi::ScsiStatus::kGood);
