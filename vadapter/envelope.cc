@@ -81,6 +81,15 @@ void AssignBytes(const std::string& from, ByteVector* to) {
   to->assign(p, p + from.size());
 }
 
+// A command's data-out or a completion's data-in: the item's payload
+// (vadapter/wire.h), or the message's own bytes field from a peer that put it
+// there.
+std::vector<uint8_t> PayloadOrField(std::vector<uint8_t> payload,
+                                    const std::string& field) {
+  if (payload.empty()) AssignBytes(field, &payload);
+  return payload;
+}
+
 }  // namespace
 
 absl::Status EncodeScsiCommand(const scsi::Task& task,
@@ -127,7 +136,7 @@ scsi::TaskResponse DecodeScsiCompletion(const interconnect::ScsiCompletion& c,
                                         std::vector<uint8_t> data_in,
                                         uint32_t expected_data_in_length,
                                         const EnvelopeLimits& limits) {
-  if (data_in.empty()) AssignBytes(c.data_in(), &data_in);
+  data_in = PayloadOrField(std::move(data_in), c.data_in());
   if (!KnownStatus(c.status()) || c.sense().size() > limits.max_sense_bytes ||
       data_in.size() > expected_data_in_length) {
     return InternalTargetFailureResponse();
@@ -152,7 +161,7 @@ scsi::TmfResult DecodeTmfCompletion(const interconnect::TmfCompletion& c) {
 absl::StatusOr<std::unique_ptr<scsi::Task>> DecodeScsiCommand(
     const interconnect::ScsiCommand& command, std::vector<uint8_t> data_out,
     const EnvelopeLimits& limits, const NexusInterner& intern) {
-  if (data_out.empty()) AssignBytes(command.data_out(), &data_out);
+  data_out = PayloadOrField(std::move(data_out), command.data_out());
   const std::string& cdb = command.cdb();
   if (cdb.size() < limits.min_cdb_bytes || cdb.size() > limits.max_cdb_bytes) {
     return absl::InvalidArgumentError(

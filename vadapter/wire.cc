@@ -1,7 +1,10 @@
 #include "vadapter/wire.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
@@ -40,9 +43,9 @@ grpc::Slice OwningSlice(Container c) {
       [](void* p) { delete static_cast<Container*>(p); }, owned);
 }
 
-absl::Status Malformed(const char* what) {
+absl::Status Malformed(const char* what, const char* how) {
   return absl::InvalidArgumentError(
-      std::string("malformed interconnect message: ") + what);
+      absl::StrCat("malformed interconnect message: ", what, " ", how));
 }
 
 }  // namespace
@@ -50,26 +53,27 @@ absl::Status Malformed(const char* what) {
 WireItem EncodeItem(const google::protobuf::MessageLite& message,
                     PayloadField field, std::vector<uint8_t> payload) {
   WireItem item;
+  // Sizes once (the serialization below uses the cached sizes).
   const size_t message_bytes = message.ByteSizeLong();
-  if (payload.empty()) {
-    AppendVarint(LengthDelimitedTag(kItemsField), &item.head);
-    AppendVarint(message_bytes, &item.head);
-    message.AppendToString(&item.head);
-    return item;
-  }
   const uint32_t sub_tag = LengthDelimitedTag(field.message_field);
   const uint32_t payload_tag = LengthDelimitedTag(field.payload_field);
   const size_t sub_bytes =
       VarintSize(payload_tag) + VarintSize(payload.size()) + payload.size();
   const size_t item_bytes =
-      message_bytes + VarintSize(sub_tag) + VarintSize(sub_bytes) + sub_bytes;
-  AppendVarint(LengthDelimitedTag(kItemsField), &item.head);
-  AppendVarint(item_bytes, &item.head);
-  message.AppendToString(&item.head);
-  AppendVarint(sub_tag, &item.head);
-  AppendVarint(sub_bytes, &item.head);
-  AppendVarint(payload_tag, &item.head);
-  AppendVarint(payload.size(), &item.head);
+      message_bytes +
+      (payload.empty() ? 0 : VarintSize(sub_tag) + VarintSize(sub_bytes) + sub_bytes);
+  std::string& head = item.head;
+  AppendVarint(LengthDelimitedTag(kItemsField), &head);
+  AppendVarint(item_bytes, &head);
+  const size_t at = head.size();
+  head.resize(at + message_bytes);
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&head[at]));
+  // An empty payload is left out (proto3 leaves empty bytes out too).
+  if (payload.empty()) return item;
+  AppendVarint(sub_tag, &head);
+  AppendVarint(sub_bytes, &head);
+  AppendVarint(payload_tag, &head);
+  AppendVarint(payload.size(), &head);
   item.payload = std::move(payload);
   return item;
 }
@@ -99,87 +103,144 @@ const grpc::ByteBuffer& WireBatch::Seal() {
   return buffer_;
 }
 
+namespace {
+
+// Reads the protobuf fields of one message after another, each nested message
+// bounded by its declared length and that length by what is really left.
+class FieldReader {
+ public:
+  FieldReader(google::protobuf::io::ZeroCopyInputStream* stream, size_t total)
+      : in_(stream), total_(total) {}
+
+  CodedInputStream& in() { return in_; }
+
+  // Reads the fields up to the current limit (or the end of the input):
+  // those with tag go to special (positioned after the tag), the rest are
+  // copied to out (or dropped when out is null). what names the message.
+  absl::Status ReadFields(uint32_t tag, CodedOutputStream* out, const char* what,
+                          absl::FunctionRef<absl::Status()> special) {
+    while (const uint32_t t = in_.ReadTag()) {
+      if (t == tag) {
+        if (absl::Status s = special(); !s.ok()) return s;
+      } else if (!(out != nullptr ? WireFormatLite::SkipField(&in_, t, out)
+                                  : WireFormatLite::SkipField(&in_, t))) {
+        return Malformed(what, "field");
+      }
+    }
+    if (!in_.ConsumedEntireMessage()) return Malformed(what, "end");
+    return absl::OkStatus();
+  }
+
+  // Reads a length-delimited field's length: at most max, and within what is
+  // left of the enclosing message.
+  absl::Status ReadLength(uint32_t max, const char* what, uint32_t* n) {
+    if (!in_.ReadVarint32(n)) return Malformed(what, "length");
+    if (*n > max) return Malformed(what, "too large");
+    const int until_limit = in_.BytesUntilLimit();
+    const size_t left = until_limit >= 0
+                            ? static_cast<size_t>(until_limit)
+                            : total_ - static_cast<size_t>(in_.CurrentPosition());
+    if (*n > left) return Malformed(what, "beyond its message");
+    return absl::OkStatus();
+  }
+
+  // Reads a nested message of a length-delimited field: body runs with the
+  // input limited to it.
+  absl::Status ReadNested(const char* what, absl::FunctionRef<absl::Status()> body) {
+    uint32_t n = 0;
+    if (absl::Status s = ReadLength(UINT32_MAX, what, &n); !s.ok()) return s;
+    const CodedInputStream::Limit limit = in_.PushLimit(static_cast<int>(n));
+    if (absl::Status s = body(); !s.ok()) return s;
+    in_.PopLimit(limit);
+    return absl::OkStatus();
+  }
+
+  bool AtEnd() const {
+    return static_cast<size_t>(in_.CurrentPosition()) == total_;
+  }
+
+ private:
+  CodedInputStream in_;
+  const size_t total_;
+};
+
+}  // namespace
+
 absl::Status DecodeBatchItems(
     grpc::ByteBuffer* buffer, PayloadField field, size_t max_payload_bytes,
     absl::FunctionRef<google::protobuf::MessageLite*(std::vector<uint8_t>** payload)>
         next_item) {
-  const size_t total = buffer->Length();
-  grpc::ProtoBufferReader reader(buffer);
-  if (!reader.status().ok()) return Malformed("unreadable buffer");
-  CodedInputStream in(&reader);
+  grpc::ProtoBufferReader stream(buffer);
+  if (!stream.status().ok()) return Malformed("buffer", "unreadable");
+  FieldReader reader(&stream, buffer->Length());
   const uint32_t sub_tag = LengthDelimitedTag(field.message_field);
   const uint32_t payload_tag = LengthDelimitedTag(field.payload_field);
+  const uint32_t max_payload =
+      static_cast<uint32_t>(std::min<size_t>(max_payload_bytes, UINT32_MAX));
   std::string rest, sub;
-  while (const uint32_t tag = in.ReadTag()) {
-    if (tag != LengthDelimitedTag(kItemsField)) {
-      // Not an item: skipped, as protobuf skips unknown fields.
-      if (!WireFormatLite::SkipField(&in, tag)) return Malformed("batch field");
-      continue;
+
+  // The payload field: read straight into the item's payload (a repeated
+  // payload field replaces the earlier one, as for bytes).
+  std::vector<uint8_t>* payload = nullptr;
+  auto read_payload = [&]() -> absl::Status {
+    uint32_t n = 0;
+    if (absl::Status s = reader.ReadLength(max_payload, "payload", &n); !s.ok()) {
+      return s;
     }
-    uint32_t item_bytes = 0;
-    if (!in.ReadVarint32(&item_bytes)) return Malformed("item length");
-    if (item_bytes > total - static_cast<size_t>(in.CurrentPosition())) {
-      return Malformed("item beyond the message");
+    payload->resize(n);
+    if (n > 0 && !reader.in().ReadRaw(payload->data(), static_cast<int>(n))) {
+      return Malformed("payload", "truncated");
     }
-    const CodedInputStream::Limit item_limit = in.PushLimit(item_bytes);
-    std::vector<uint8_t>* payload = nullptr;
-    google::protobuf::MessageLite* message = next_item(&payload);
-    rest.clear();
-    {
-      StringOutputStream rest_stream(&rest);
-      CodedOutputStream rest_out(&rest_stream);
-      while (const uint32_t item_tag = in.ReadTag()) {
-        if (item_tag != sub_tag) {
-          if (!WireFormatLite::SkipField(&in, item_tag, &rest_out)) {
-            return Malformed("item field");
-          }
-          continue;
+    return absl::OkStatus();
+  };
+  // The sub-message: its other fields are copied to sub, then sub goes into
+  // rest as one occurrence of the field.
+  CodedOutputStream* rest_out = nullptr;
+  auto read_sub = [&]() -> absl::Status {
+    return reader.ReadNested("sub-message", [&]() -> absl::Status {
+      sub.clear();
+      {
+        StringOutputStream sub_stream(&sub);
+        CodedOutputStream sub_out(&sub_stream);
+        if (absl::Status s = reader.ReadFields(payload_tag, &sub_out,
+                                               "sub-message", read_payload);
+            !s.ok()) {
+          return s;
         }
-        uint32_t sub_bytes = 0;
-        if (!in.ReadVarint32(&sub_bytes)) return Malformed("sub-message length");
-        if (static_cast<int64_t>(sub_bytes) > in.BytesUntilLimit()) {
-          return Malformed("sub-message beyond its item");
-        }
-        const CodedInputStream::Limit sub_limit = in.PushLimit(sub_bytes);
-        sub.clear();
-        {
-          StringOutputStream sub_stream(&sub);
-          CodedOutputStream sub_out(&sub_stream);
-          while (const uint32_t sub_field_tag = in.ReadTag()) {
-            if (sub_field_tag != payload_tag) {
-              if (!WireFormatLite::SkipField(&in, sub_field_tag, &sub_out)) {
-                return Malformed("sub-message field");
-              }
-              continue;
-            }
-            uint32_t n = 0;
-            if (!in.ReadVarint32(&n)) return Malformed("payload length");
-            if (n > max_payload_bytes) return Malformed("payload too large");
-            if (static_cast<int64_t>(n) > in.BytesUntilLimit()) {
-              return Malformed("payload beyond its message");
-            }
-            // A repeated payload field replaces the earlier one (as for bytes).
-            payload->resize(n);
-            if (n > 0 && !in.ReadRaw(payload->data(), static_cast<int>(n))) {
-              return Malformed("payload truncated");
-            }
-          }
-        }
-        if (!in.ConsumedEntireMessage()) return Malformed("sub-message end");
-        in.PopLimit(sub_limit);
-        rest_out.WriteTag(sub_tag);
-        rest_out.WriteVarint32(static_cast<uint32_t>(sub.size()));
-        rest_out.WriteString(sub);
       }
-    }
-    if (!in.ConsumedEntireMessage()) return Malformed("item end");
-    in.PopLimit(item_limit);
-    if (!message->ParseFromString(rest)) return Malformed("item");
+      rest_out->WriteTag(sub_tag);
+      rest_out->WriteVarint32(static_cast<uint32_t>(sub.size()));
+      rest_out->WriteString(sub);
+      return absl::OkStatus();
+    });
+  };
+  // An item: every field but the payload copied to rest, which protobuf
+  // parses into the item's message.
+  auto read_item = [&]() -> absl::Status {
+    return reader.ReadNested("item", [&]() -> absl::Status {
+      google::protobuf::MessageLite* message = next_item(&payload);
+      rest.clear();
+      {
+        StringOutputStream rest_stream(&rest);
+        CodedOutputStream out(&rest_stream);
+        rest_out = &out;
+        if (absl::Status s = reader.ReadFields(sub_tag, &out, "item", read_sub);
+            !s.ok()) {
+          return s;
+        }
+      }
+      if (!message->ParseFromString(rest)) return Malformed("item", "message");
+      return absl::OkStatus();
+    });
+  };
+  // Fields of the batch other than its items are skipped, as protobuf skips
+  // unknown fields.
+  if (absl::Status s = reader.ReadFields(LengthDelimitedTag(kItemsField), nullptr,
+                                         "batch", read_item);
+      !s.ok()) {
+    return s;
   }
-  if (!in.ConsumedEntireMessage() ||
-      static_cast<size_t>(in.CurrentPosition()) != total) {
-    return Malformed("batch end");
-  }
+  if (!reader.AtEnd()) return Malformed("batch", "end");
   return absl::OkStatus();
 }
 

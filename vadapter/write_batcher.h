@@ -3,9 +3,9 @@
 // flight has to wait for OnWriteDone. Instead of a queue of single messages,
 // everything queued while a write is in flight goes out as the next write, in
 // one batch (one EnvelopeBatch or CompletionBatch message, vadapter/wire.h):
-// at queue depth 32 a round trip
-// then costs a few gRPC messages instead of 32, and the first message of an
-// idle stream still leaves at once (no added latency).
+// at queue depth 32 a round trip then costs a few gRPC messages instead of 32,
+// and the first message of an idle stream still leaves at once (no added
+// latency).
 //
 // A sender that knows more items follow at once (a DeferScope is open: the
 // iSCSI event loop is still handling the commands of one round) adds with
@@ -36,16 +36,13 @@ class WriteBatcher {
   // a write is already in flight or hold is set (item goes in a later batch,
   // or in the one Release() returns).
   WireBatch* Add(WireItem item, bool hold = false) {
-    const size_t bytes = item.size();
     // The in-flight batch is never appended to.
     const bool back_in_flight = in_flight_ && queue_.size() == 1;
     if (queue_.empty() || back_in_flight ||
-        back_bytes_ + bytes > max_batch_bytes_) {
+        queue_.back().bytes() + item.size() > max_batch_bytes_) {
       queue_.emplace_back();
-      back_bytes_ = 0;
     }
     queue_.back().Add(std::move(item));
-    back_bytes_ += bytes;
     return hold ? nullptr : Release();
   }
 
@@ -85,7 +82,6 @@ class WriteBatcher {
   // Front: in flight when in_flight_; the rest wait.
   std::deque<WireBatch> queue_;
   bool in_flight_ = false;
-  size_t back_bytes_ = 0;  // of queue_.back()
 };
 
 }  // namespace vadapter
