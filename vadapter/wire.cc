@@ -20,28 +20,9 @@ using google::protobuf::io::StringOutputStream;
 
 constexpr int kItemsField = 1;  // EnvelopeBatch.items, CompletionBatch.items
 
-uint32_t LengthDelimitedTag(int field) {
-  return WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-}
-
-void AppendVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-size_t VarintSize(uint64_t v) { return CodedOutputStream::VarintSize64(v); }
-
-// A slice that owns c (deleted when gRPC lets go of the slice).
-template <typename Container>
-grpc::Slice OwningSlice(Container c) {
-  auto* owned = new Container(std::move(c));
-  return grpc::Slice(
-      owned->data(), owned->size(),
-      [](void* p) { delete static_cast<Container*>(p); }, owned);
-}
+using interconnect::AppendVarint;
+using interconnect::LengthDelimitedTag;
+using interconnect::VarintSize;
 
 absl::Status Malformed(const char* what, const char* how) {
   return absl::InvalidArgumentError(
@@ -80,26 +61,12 @@ WireItem EncodeItem(const google::protobuf::MessageLite& message,
 
 void WireBatch::Add(WireItem item) {
   items_++;
-  bytes_ += item.size();
-  heads_ += item.head;
-  if (item.payload.size() <= kInlinePayloadBytes) {
-    heads_.append(reinterpret_cast<const char*>(item.payload.data()),
-                  item.payload.size());
-    return;
-  }
-  FlushHeads();
-  slices_.push_back(OwningSlice(std::move(item.payload)));
-}
-
-void WireBatch::FlushHeads() {
-  if (heads_.empty()) return;
-  slices_.push_back(OwningSlice(std::move(heads_)));
-  heads_ = std::string();
+  builder_.Append(item.head);
+  builder_.AppendContainer(std::move(item.payload));
 }
 
 const grpc::ByteBuffer& WireBatch::Seal() {
-  FlushHeads();
-  buffer_ = grpc::ByteBuffer(slices_.data(), slices_.size());
+  buffer_ = builder_.Build();
   return buffer_;
 }
 

@@ -27,6 +27,7 @@
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
+#include "interconnect/slices.h"
 
 namespace vadapter {
 
@@ -55,27 +56,20 @@ WireItem EncodeItem(const google::protobuf::MessageLite& message,
 
 // The items of one stream message, in order. Small payloads are copied next to
 // their heads (one slice for many items); larger ones go as slices that own
-// their buffer.
+// their buffer (interconnect::SliceBuilder).
 class WireBatch {
  public:
-  // Payloads up to this size are copied rather than given their own slice.
-  static constexpr size_t kInlinePayloadBytes = 16 * 1024;
-
   void Add(WireItem item);
   int items_size() const { return items_; }
-  size_t bytes() const { return bytes_; }
+  size_t bytes() const { return builder_.bytes(); }
   // The stream message of every item added so far (its slices share the
   // batch's buffers; gRPC keeps its own references once handed a copy).
   const grpc::ByteBuffer& Seal();
 
  private:
-  void FlushHeads();
-
-  std::string heads_;  // heads (and inlined payloads) not yet in slices_
-  std::vector<grpc::Slice> slices_;
+  interconnect::SliceBuilder builder_;
   grpc::ByteBuffer buffer_;
   int items_ = 0;
-  size_t bytes_ = 0;
 };
 
 // One item of a received stream message: its message (payload field empty)

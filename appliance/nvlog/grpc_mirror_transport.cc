@@ -8,9 +8,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "interconnect/slices.h"
 
 namespace nvlog {
 namespace {
+
+// NvlogBatch.records and NvlogRecord.data (interconnect/nvlog.proto).
+constexpr int kRecordsField = 2;
+constexpr int kDataField = 5;
 
 absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
@@ -19,9 +25,50 @@ absl::Status FromGrpc(const grpc::Status& s) {
 
 }  // namespace
 
-// One Mirror call; its tags run on the queue's polling thread. The call
-// finishes once its read side has ended and no write is in flight; Send()
-// after the read side ended is ignored.
+grpc::ByteBuffer EncodeMirrorBatch(const OutgoingBatch& out) {
+  const interconnect::NvlogBatch& batch = out.batch;
+  interconnect::SliceBuilder message;
+  // Session, commit and retire marks: the batch without its records (field
+  // order does not matter to a protobuf parser).
+  interconnect::NvlogBatch marks;
+  marks.set_session(batch.session());
+  if (batch.has_commit()) *marks.mutable_commit() = batch.commit();
+  if (batch.has_retire()) *marks.mutable_retire() = batch.retire();
+  message.Append(marks.SerializeAsString());
+  const uint32_t record_tag = interconnect::LengthDelimitedTag(kRecordsField);
+  const uint32_t data_tag = interconnect::LengthDelimitedTag(kDataField);
+  std::string head;
+  for (int i = 0; i < batch.records_size(); ++i) {
+    const interconnect::NvlogRecord& record = batch.records(i);
+    const std::string* data =
+        static_cast<size_t>(i) < out.data.size() ? out.data[i].get() : nullptr;
+    const size_t data_bytes = data != nullptr ? data->size() : 0;
+    // Sizes once (the serialization below uses the cached sizes).
+    const size_t record_bytes = record.ByteSizeLong();
+    const size_t data_field =
+        data_bytes == 0 ? 0
+                        : interconnect::VarintSize(data_tag) +
+                              interconnect::VarintSize(data_bytes) + data_bytes;
+    head.clear();
+    interconnect::AppendVarint(record_tag, &head);
+    interconnect::AppendVarint(record_bytes + data_field, &head);
+    const size_t at = head.size();
+    head.resize(at + record_bytes);
+    record.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&head[at]));
+    if (data_bytes > 0) {
+      interconnect::AppendVarint(data_tag, &head);
+      interconnect::AppendVarint(data_bytes, &head);
+    }
+    message.Append(head);
+    if (data_bytes > 0) message.AppendShared(out.data[i], data->data(), data_bytes);
+  }
+  return message.Build();
+}
+
+// One Mirror call (gRPC's generic API: batches go out as EncodeMirrorBatch
+// builds them, acks are parsed here); its tags run on the queue's polling
+// thread. The call finishes once its read side has ended and no write is in
+// flight; Send() after the read side ended is ignored.
 class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
  public:
   explicit GrpcSession(SessionCallbacks callbacks)
@@ -31,10 +78,9 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
         written_([this](bool ok) { OnWriteDone(ok); }),
         finished_([this](bool) { OnFinished(); }) {}
 
-  void Begin(interconnect::NvlogMirror::StubInterface& stub,
-             grpc::CompletionQueue* cq) {
+  void Begin(grpc::GenericStub& stub, grpc::CompletionQueue* cq) {
     absl::MutexLock l(&mu_);
-    call_ = stub.PrepareAsyncMirror(&context_, cq);
+    call_ = stub.PrepareCall(&context_, MirrorMethod(), cq);
     call_->StartCall(&started_);
   }
 
@@ -44,10 +90,11 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
     mu_.Await(absl::Condition(&done_));
   }
 
-  void Send(interconnect::NvlogBatch batch) override {
+  void Send(OutgoingBatch batch) override {
+    grpc::ByteBuffer message = EncodeMirrorBatch(batch);
     absl::MutexLock l(&mu_);
     if (read_ended_ || cancelled_) return;
-    writes_.push_back(std::move(batch));
+    writes_.push_back(std::move(message));
     if (started_ok_ && !writing_) StartWriteLocked();
   }
 
@@ -61,6 +108,12 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
   }
 
  private:
+  static const std::string& MirrorMethod() {
+    static const std::string* const method = new std::string(absl::StrCat(
+        "/", interconnect::NvlogMirror::service_full_name(), "/Mirror"));
+    return *method;
+  }
+
   void OnStarted(bool ok) {
     absl::MutexLock l(&mu_);
     if (!ok) {  // never started: nothing to read or write
@@ -70,7 +123,7 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
       return;
     }
     started_ok_ = true;
-    call_->Read(&ack_, &read_);
+    call_->Read(&read_buffer_, &read_);
     if (!writes_.empty() && !writing_) StartWriteLocked();
   }
 
@@ -81,11 +134,21 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
       MaybeFinishLocked();
       return;
     }
-    callbacks_.on_ack(ack_);
-    ack_.Clear();
+    interconnect::NvlogAck ack;
+    bool parsed = false;
+    {
+      grpc::ProtoBufferReader reader(&read_buffer_);
+      parsed = reader.status().ok() && ack.ParseFromZeroCopyStream(&reader);
+    }
+    read_buffer_.Clear();
+    if (parsed) {
+      callbacks_.on_ack(ack);
+    } else {
+      Close();  // a partner that sends garbage: start over (the read ends it)
+    }
     absl::MutexLock l(&mu_);
     // Keep reading even when cancelled: the failed read is what ends it.
-    call_->Read(&ack_, &read_);
+    call_->Read(&read_buffer_, &read_);
   }
 
   void OnWriteDone(bool ok) {
@@ -122,13 +185,12 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
 
   const SessionCallbacks callbacks_;
   grpc::ClientContext context_;
-  interconnect::NvlogAck ack_;
+  grpc::ByteBuffer read_buffer_;
   grpc::Status status_;
   absl::Mutex mu_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriterInterface<
-      interconnect::NvlogBatch, interconnect::NvlogAck>>
-      call_ ABSL_GUARDED_BY(mu_);
-  std::deque<interconnect::NvlogBatch> writes_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_
+      ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mu_);
   bool started_ok_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
@@ -141,7 +203,8 @@ class GrpcMirrorTransport::GrpcSession final : public MirrorTransport::Session {
 GrpcMirrorTransport::GrpcMirrorTransport(std::shared_ptr<grpc::Channel> channel,
                                          Options options)
     : options_(std::move(options)),
-      stub_(interconnect::NvlogMirror::NewStub(std::move(channel))),
+      stub_(interconnect::NvlogMirror::NewStub(channel)),
+      generic_stub_(std::make_unique<grpc::GenericStub>(std::move(channel))),
       own_queue_(options_.cq == nullptr
                      ? std::make_unique<interconnect::NodeQueue>("nvlog-mirror")
                      : nullptr),
@@ -161,7 +224,7 @@ GrpcMirrorTransport::Open(const interconnect::NvlogResyncRequest& request,
   grpc::Status s = stub_->Resync(&context, request, &snapshot);
   if (!s.ok()) return FromGrpc(s);
   auto session = std::make_unique<GrpcSession>(std::move(callbacks));
-  session->Begin(*stub_, cq_);
+  session->Begin(*generic_stub_, cq_);
   return std::unique_ptr<MirrorTransport::Session>(std::move(session));
 }
 

@@ -5,7 +5,7 @@
 // Open() calls Resync (unary, with Options::resync_timeout) and then starts a
 // Mirror stream on a completion queue (gRPC's async API; the PartnerChannel's
 // queue in the daemon, whose one thread polls every client call to the
-// partner); Send() only queues (writes go one at a time, in order). The session ends when the stream fails (partner
+// partner); Send() encodes and queues (writes go one at a time, in order). The session ends when the stream fails (partner
 // died, link cut, keepalive expired, the partner refused a batch) or Close()
 // cancels it.
 #ifndef APPLIANCE_NVLOG_GRPC_MIRROR_TRANSPORT_H_
@@ -17,10 +17,17 @@
 #include "absl/time/time.h"
 #include "appliance/nvlog/mirror_transport.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "interconnect/nvlog.grpc.pb.h"
 #include "interconnect/server.h"
 
 namespace nvlog {
+
+// The Mirror stream message of a batch: the protobuf encoding of the whole
+// NvlogBatch (any protobuf peer reads it), with each record's data handed to
+// gRPC as a slice that shares it instead of copying it into the message.
+grpc::ByteBuffer EncodeMirrorBatch(const OutgoingBatch& batch);
 
 class GrpcMirrorTransport final : public MirrorTransport {
  public:
@@ -52,6 +59,7 @@ class GrpcMirrorTransport final : public MirrorTransport {
 
   const Options options_;
   const std::unique_ptr<interconnect::NvlogMirror::StubInterface> stub_;
+  const std::unique_ptr<grpc::GenericStub> generic_stub_;
   // Declared last: destroyed first, once no session is left.
   std::unique_ptr<interconnect::NodeQueue> own_queue_;
   grpc::CompletionQueue* cq_;

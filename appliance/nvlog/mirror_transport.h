@@ -10,12 +10,25 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "interconnect/nvlog.pb.h"
 
 namespace nvlog {
+
+// One batch for the partner: the message with every record's data left out,
+// and record i's data in data[i], shared with the log rather than copied (the
+// log never changes it; the transport may keep it until the bytes are sent).
+struct OutgoingBatch {
+  interconnect::NvlogBatch batch;
+  std::vector<std::shared_ptr<const std::string>> data;
+
+  // The whole message, data copied in (in-process transports).
+  interconnect::NvlogBatch Materialize() const;
+};
 
 class MirrorTransport {
  public:
@@ -34,7 +47,7 @@ class MirrorTransport {
     // until no callback of the session is running or will run.
     virtual ~Session() = default;
     // Queues a batch; never blocks. Ignored once the session is closing.
-    virtual void Send(interconnect::NvlogBatch batch) = 0;
+    virtual void Send(OutgoingBatch batch) = 0;
     // Starts closing the session; on_closed follows (possibly before Close
     // returns, on the calling thread).
     virtual void Close() = 0;

@@ -77,14 +77,15 @@ absl::StatusOr<uint64_t> Nvlog::Append(uint64_t lun, uint64_t lba,
     }
     if (stopping_) return absl::UnavailableError("NVLOG is shutting down");
     seq = next_seq_++;
-    NvlogEntry e;
+    Logged& logged = log_.emplace_back();
+    NvlogEntry& e = logged.entry;
     e.sequence = seq;
     e.lun = lun;
     e.lba = lba;
     e.block_count = block_count;
-    e.data.assign(reinterpret_cast<const char*>(data.data()), data.size());
     e.fua = fua;
-    log_.push_back(std::move(e));
+    logged.data = std::make_shared<const std::string>(
+        reinterpret_cast<const char*>(data.data()), data.size());
     bytes_ += data.size();
     stats_.appends++;
     if (mode_ == Mode::kUnmirrored) {
@@ -107,7 +108,7 @@ absl::Status Nvlog::Retire(uint64_t sequence) {
     return absl::NotFoundError(
         absl::StrCat("NVLOG sequence ", sequence, " is not held"));
   }
-  NvlogEntry& e = log_[sequence - retired_through_ - 1];
+  NvlogEntry& e = log_[sequence - retired_through_ - 1].entry;
   if (e.retired) {
     return absl::NotFoundError(
         absl::StrCat("NVLOG sequence ", sequence, " already retired"));
@@ -116,8 +117,8 @@ absl::Status Nvlog::Retire(uint64_t sequence) {
   stats_.retired++;
   // Memory is released in sequence order, as on the partner (which drops a
   // contiguous prefix), so both ends hold the same bytes.
-  while (!log_.empty() && log_.front().retired) {
-    bytes_ -= log_.front().data.size();
+  while (!log_.empty() && log_.front().entry.retired) {
+    bytes_ -= log_.front().data->size();
     log_.pop_front();
     retired_through_++;
   }
@@ -147,8 +148,13 @@ Nvlog::Stats Nvlog::stats() const {
 
 std::vector<NvlogEntry> Nvlog::Entries() const {
   absl::MutexLock l(&mu_);
-  std::vector<NvlogEntry> out(log_.begin(), log_.end());
-  for (NvlogEntry& e : out) e.committed = e.sequence <= commit_through_;
+  std::vector<NvlogEntry> out;
+  out.reserve(log_.size());
+  for (const Logged& logged : log_) {
+    NvlogEntry& e = out.emplace_back(logged.entry);
+    e.data = *logged.data;
+    e.committed = e.sequence <= commit_through_;
+  }
   return out;
 }
 
@@ -288,8 +294,9 @@ void Nvlog::OpenSessionLocked() {
   }
 }
 
-interconnect::NvlogBatch Nvlog::BuildBatchLocked() {
-  interconnect::NvlogBatch batch;
+OutgoingBatch Nvlog::BuildBatchLocked() {
+  OutgoingBatch out;
+  interconnect::NvlogBatch& batch = out.batch;
   batch.set_session(current_session_);
   if (retired_through_ > sent_retire_) {
     batch.mutable_retire()->set_through(retired_through_);
@@ -299,9 +306,10 @@ interconnect::NvlogBatch Nvlog::BuildBatchLocked() {
   size_t bytes = 0;
   while (send_next_ < next_seq_ &&
          static_cast<size_t>(batch.records_size()) < options_.max_batch_entries) {
-    const NvlogEntry& e = log_[send_next_ - retired_through_ - 1];
+    const Logged& logged = log_[send_next_ - retired_through_ - 1];
+    const NvlogEntry& e = logged.entry;
     if (batch.records_size() > 0 &&
-        bytes + e.data.size() > options_.max_batch_bytes) {
+        bytes + logged.data->size() > options_.max_batch_bytes) {
       break;
     }
     interconnect::NvlogRecord* r = batch.add_records();
@@ -309,12 +317,12 @@ interconnect::NvlogBatch Nvlog::BuildBatchLocked() {
     r->set_lun(e.lun);
     r->set_lba(e.lba);
     r->set_block_count(e.block_count);
-    r->set_data(e.data);
+    out.data.push_back(logged.data);
     uint32_t flags = 0;
     if (e.sequence <= commit_through_) flags |= interconnect::NVLOG_RECORD_COMMITTED;
     if (e.fua) flags |= interconnect::NVLOG_RECORD_FUA;
     r->set_flags(flags);
-    bytes += e.data.size();
+    bytes += logged.data->size();
     send_next_++;
   }
   // Commit marks never run ahead of what the partner was sent.
@@ -323,14 +331,14 @@ interconnect::NvlogBatch Nvlog::BuildBatchLocked() {
     batch.mutable_commit()->set_through(commit);
     sent_commit_ = commit;
   }
-  return batch;
+  return out;
 }
 
 void Nvlog::SendBatchLocked() {
-  interconnect::NvlogBatch batch = BuildBatchLocked();
+  OutgoingBatch batch = BuildBatchLocked();
   in_flight_.push_back(absl::Now());
   stats_.batches_sent++;
-  stats_.entries_sent += batch.records_size();
+  stats_.entries_sent += batch.batch.records_size();
   // Only this thread destroys sessions, so s outlives the call.
   MirrorTransport::Session* s = session_.get();
   mu_.Unlock();

@@ -166,8 +166,7 @@ class Nvlog {
   void OpenSessionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool CanSendLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  interconnect::NvlogBatch BuildBatchLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  OutgoingBatch BuildBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void OnAck(uint64_t session, const interconnect::NvlogAck& ack);
   void OnClosed(uint64_t session, const absl::Status& status);
@@ -181,8 +180,14 @@ class Nvlog {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
+  // An entry of the log. Its data is kept apart (entry.data stays empty) and
+  // shared with the batches that carry it, so sending copies nothing.
+  struct Logged {
+    NvlogEntry entry;
+    std::shared_ptr<const std::string> data;
+  };
   // The log: entries retired_through_+1 .. next_seq_-1, in order.
-  std::deque<NvlogEntry> log_ ABSL_GUARDED_BY(mu_);
+  std::deque<Logged> log_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t retired_through_ ABSL_GUARDED_BY(mu_) = 0;
   // Every entry <= commit_through_ is committed (promised to the host).

@@ -85,7 +85,7 @@ absl::StatusOr<interconnect::NvlogSnapshot> NvlogReplica::ApplyResync(
 }
 
 absl::StatusOr<interconnect::NvlogAck> NvlogReplica::ApplyBatch(
-    const interconnect::NvlogBatch& batch) {
+    interconnect::NvlogBatch batch) {
   absl::MutexLock l(&mu_);
   auto refuse = [this](absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     stats_.rejected++;
@@ -114,9 +114,9 @@ absl::StatusOr<interconnect::NvlogAck> NvlogReplica::ApplyBatch(
   // Validate every record before changing anything.
   uint64_t expected = std::max(held_through_, retire) + 1;
   size_t add_bytes = 0;
-  std::vector<const interconnect::NvlogRecord*> add;
+  std::vector<interconnect::NvlogRecord*> add;
   absl::flat_hash_map<uint64_t, const interconnect::NvlogRecord*> in_batch;
-  for (const interconnect::NvlogRecord& r : batch.records()) {
+  for (interconnect::NvlogRecord& r : *batch.mutable_records()) {
     absl::Status valid = ValidateRecord(r, options_.limits);
     if (!valid.ok()) return refuse(valid);
     const uint64_t seq = r.sequence();
@@ -174,13 +174,13 @@ absl::StatusOr<interconnect::NvlogAck> NvlogReplica::ApplyBatch(
     entries_.erase(entries_.begin());
   }
   retired_through_ = retire;
-  for (const interconnect::NvlogRecord* r : add) {
+  for (interconnect::NvlogRecord* r : add) {
     NvlogEntry e;
     e.sequence = r->sequence();
     e.lun = r->lun();
     e.lba = r->lba();
     e.block_count = r->block_count();
-    e.data = r->data();
+    e.data = std::move(*r->mutable_data());
     e.fua = (r->flags() & interconnect::NVLOG_RECORD_FUA) != 0;
     e.committed = (r->flags() & interconnect::NVLOG_RECORD_COMMITTED) != 0;
     bytes_ += e.data.size();
@@ -361,7 +361,7 @@ class NvlogReplica::Stream {
       RequestFinish(grpc::Status::OK);
       return;
     }
-    absl::StatusOr<interconnect::NvlogAck> ack = replica_.ApplyBatch(batch_);
+    absl::StatusOr<interconnect::NvlogAck> ack = replica_.ApplyBatch(std::move(batch_));
     batch_.Clear();
     if (!ack.ok()) {
       RequestFinish(ToGrpc(ack.status()));

@@ -70,9 +70,10 @@ class NvlogReplica final : public interconnect::NvlogMirror::AsyncService,
   // inconsistent fields.
   absl::StatusOr<interconnect::NvlogSnapshot> ApplyResync(
       const interconnect::NvlogResyncRequest& request);
-  // Validates the whole batch, then applies it and returns the ack.
+  // Validates the whole batch, then applies it and returns the ack. The
+  // records' data is moved into the replica, not copied.
   absl::StatusOr<interconnect::NvlogAck> ApplyBatch(
-      const interconnect::NvlogBatch& batch);
+      interconnect::NvlogBatch batch);
 
   // --- State and takeover ---
 

@@ -176,12 +176,13 @@ class FakeMirrorTransport final : public nvlog::MirrorTransport {
       auto closed = [s]() { return s->closed; };
       t_.mu_.Await(absl::Condition(&closed));
     }
-    void Send(interconnect::NvlogBatch batch) override {
+    void Send(nvlog::OutgoingBatch batch) override {
+      interconnect::NvlogBatch whole = batch.Materialize();
       absl::MutexLock l(&t_.mu_);
       if (s_->closing) return;
       t_.sent_++;
       t_.events_.push_back(
-          Event{s_, std::move(batch), absl::OkStatus(), absl::Now() + t_.delay_});
+          Event{s_, std::move(whole), absl::OkStatus(), absl::Now() + t_.delay_});
     }
     void Close() override {
       absl::MutexLock l(&t_.mu_);
@@ -229,7 +230,7 @@ class FakeMirrorTransport final : public nvlog::MirrorTransport {
       if (e.batch.has_value()) {
         if (hold_) released_--;
         mu_.Unlock();
-        absl::StatusOr<interconnect::NvlogAck> ack = replica_.ApplyBatch(*e.batch);
+        absl::StatusOr<interconnect::NvlogAck> ack = replica_.ApplyBatch(*std::move(e.batch));
         if (ack.ok()) e.session->callbacks.on_ack(*ack);
         mu_.Lock();
         delivered_++;

@@ -2,6 +2,7 @@
 // interconnect's mutual TLS. Partner restart (resync over the wire), and a
 // hostile stream that cannot break the service.
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -214,6 +215,71 @@ TEST(NvlogGrpcTest, MalformedStreamIsRefusedAndTheServiceKeepsServing) {
   }
   EXPECT_EQ(replica.Snapshot().records(), 2u);
   EXPECT_EQ(replica.stats().rejected, 1u);
+}
+
+// The Mirror stream message is the protobuf encoding of the whole batch, and
+// a record's data larger than SliceBuilder::kInlineBytes travels in a slice
+// over the log's own buffer (kept alive by the message, released with it).
+TEST(NvlogGrpcTest, EncodedBatchIsTheProtobufMessageAndSharesLargeData) {
+  OutgoingBatch out;
+  out.batch.set_session(9);
+  out.batch.mutable_commit()->set_through(3);
+  out.batch.mutable_retire()->set_through(1);
+  const size_t kSizes[] = {512, 16 * 1024, 16 * 1024 + 512, 1024 * 1024, 0};
+  uint64_t seq = 2;
+  for (size_t bytes : kSizes) {
+    interconnect::NvlogRecord* r = out.batch.add_records();
+    r->set_sequence(seq);
+    r->set_lun(seq * 3);
+    r->set_lba(seq << 40);
+    r->set_block_count(static_cast<uint32_t>(bytes / 512));
+    r->set_flags(seq % 2 == 0 ? interconnect::NVLOG_RECORD_FUA : 0);
+    std::string data(bytes, '\0');
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>(i * seq + i / 7);
+    out.data.push_back(std::make_shared<const std::string>(std::move(data)));
+    seq++;
+  }
+  const interconnect::NvlogBatch whole = out.Materialize();
+  const std::shared_ptr<const std::string> large = out.data[3];
+  {
+    grpc::ByteBuffer message = EncodeMirrorBatch(out);
+    EXPECT_GT(large.use_count(), 2);  // the message keeps a reference
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(message.Dump(&slices).ok());
+    bool shared = false;
+    std::string bytes;
+    for (const grpc::Slice& slice : slices) {
+      shared |= slice.begin() == reinterpret_cast<const uint8_t*>(large->data());
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    EXPECT_TRUE(shared) << "the 1 MiB record's data was copied";
+    interconnect::NvlogBatch parsed;
+    ASSERT_TRUE(parsed.ParseFromString(bytes));
+    EXPECT_EQ(parsed.SerializeAsString(), whole.SerializeAsString());
+    ASSERT_EQ(parsed.records_size(), 5);
+    EXPECT_EQ(parsed.records(3).data(), *large);
+    EXPECT_TRUE(parsed.has_commit());
+    EXPECT_EQ(parsed.retire().through(), 1u);
+  }
+  EXPECT_EQ(large.use_count(), 2);  // out.data and large: the message let go
+
+  // A batch of marks only, and a record whose data was left in the message.
+  OutgoingBatch marks;
+  marks.batch.set_session(9);
+  marks.batch.mutable_retire()->set_through(4);
+  interconnect::NvlogRecord* inline_record = marks.batch.add_records();
+  inline_record->set_sequence(5);
+  inline_record->set_data(std::string(512, 'q'));
+  grpc::ByteBuffer message = EncodeMirrorBatch(marks);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(message.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  interconnect::NvlogBatch parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.SerializeAsString(), marks.batch.SerializeAsString());
 }
 
 }  // namespace

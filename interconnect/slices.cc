@@ -1,0 +1,37 @@
+#include "interconnect/slices.h"
+
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
+
+namespace interconnect {
+
+using google::protobuf::internal::WireFormatLite;
+
+uint32_t LengthDelimitedTag(int field) {
+  return WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+}
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+size_t VarintSize(uint64_t v) {
+  return google::protobuf::io::CodedOutputStream::VarintSize64(v);
+}
+
+void SliceBuilder::FlushHeads() {
+  if (heads_.empty()) return;
+  slices_.push_back(OwningSlice(std::move(heads_)));
+  heads_ = std::string();
+}
+
+grpc::ByteBuffer SliceBuilder::Build() {
+  FlushHeads();
+  return grpc::ByteBuffer(slices_.data(), slices_.size());
+}
+
+}  // namespace interconnect
