@@ -1,7 +1,8 @@
 // LocalVirtualAdapter -> gRPC (in-process channel) -> PartnerVirtualAdapter ->
 // RAM-disk router: proxied commands give the answers the router gives
 // directly; concurrency, large transfers, task management, timeouts, flow
-// control, and malformed envelopes from a raw client.
+// control, malformed envelopes from a raw client, and unreadable answers from
+// a fake owner.
 #include <atomic>
 #include <map>
 #include <optional>
@@ -9,7 +10,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/server_builder.h"
 #include "grpcpp/security/server_credentials.h"
 #include "gtest/gtest.h"
 #include "interconnect/partner_channel.h"
@@ -552,6 +555,82 @@ TEST_F(AdapterTest, DuplicateRequestIdIsRejected) {
   EXPECT_EQ(c.scsi().status(), 0u);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// An owner whose answers cannot be read: it replies to every stream message
+// with bytes that are no CompletionBatch (an item whose declared length runs
+// far past the message).
+class GarbageOwner final : public grpc::CallbackGenericService {
+ public:
+  std::atomic<int> messages{0};
+
+ private:
+  class Reactor final : public grpc::ServerGenericBidiReactor {
+   public:
+    explicit Reactor(GarbageOwner& owner) : owner_(owner) { StartRead(&in_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      owner_.messages++;
+      static const std::string kGarbage("\x0a\xff\xff\xff\xff\x0f\x08\x01", 8);
+      grpc::Slice slice(kGarbage.data(), kGarbage.size());
+      out_ = grpc::ByteBuffer(&slice, 1);
+      StartWrite(&out_);
+    }
+    void OnWriteDone(bool) override { StartRead(&in_); }
+    void OnDone() override { delete this; }
+
+   private:
+    GarbageOwner& owner_;
+    grpc::ByteBuffer in_, out_;
+  };
+
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext*) override {
+    return new Reactor(*this);
+  }
+};
+
+// The requester's side of an unreadable message: the stream's commands fail
+// over at once with the ALUA sense multipath hosts retry elsewhere on (never
+// hang, never a garbled completion), the call is cancelled, and later commands
+// open a new stream and are answered the same way.
+TEST(RequesterTest, UnreadableAnswerFailsTheStreamsCommandsOver) {
+  GarbageOwner owner;
+  grpc::ServerBuilder builder;
+  builder.RegisterCallbackGenericService(&owner);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  interconnect::PartnerChannel::Options co;
+  co.node_name = "node-a";
+  co.heartbeat_interval = std::chrono::milliseconds(0);
+  auto channel = interconnect::PartnerChannel::CreateForInProcessChannel(
+      server->InProcessChannel(grpc::ChannelArguments()), co);
+  auto local = LocalVirtualAdapter::Create(*channel, {});
+  ASSERT_TRUE(local.ok()) << local.status();
+  for (uint64_t tag = 1; tag <= 2; ++tag) {
+    ResponseCatcher c;
+    const absl::Time start = absl::Now();
+    (*local)->Forward(ReadTask(0, 1, 512, tag), c.Callback());
+    ASSERT_TRUE(c.Wait());
+    EXPECT_EQ(c.calls(), 1);
+    ExpectUnavailable(c.response());
+    EXPECT_TRUE(c.response().data_in.empty());
+    // Well before the command timeout: the stream broke, nothing timed out.
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+    EXPECT_EQ((*local)->stats().malformed_messages, tag);
+  }
+  EXPECT_EQ(owner.messages.load(), 2);
+  const LocalVirtualAdapter::Stats stats = (*local)->stats();
+  EXPECT_EQ(stats.unavailable, 2u);
+  EXPECT_EQ(stats.timed_out, 0u);
+  EXPECT_EQ(stats.completed, 0u);
+  EXPECT_EQ(stats.outstanding, 0u);
+  local->reset();
+  channel.reset();
+  server->Shutdown();
 }
 
 }  // namespace
