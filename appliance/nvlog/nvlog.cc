@@ -183,7 +183,9 @@ void Nvlog::WorkerLoop() {
   common::SetThreadName("nvlog-send");
   absl::MutexLock l(&mu_);
   auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || !dead_.empty() || CanSendLocked();
+    // While another thread sends, nothing here may run: sessions are
+    // destroyed only while no thread is inside a session's Send.
+    return !sending_ && (stopping_ || !dead_.empty() || CanSendLocked());
   };
   while (true) {
     absl::Time deadline = absl::InfiniteFuture();
@@ -193,8 +195,8 @@ void Nvlog::WorkerLoop() {
       deadline = in_flight_.front() + options_.ack_timeout;
     }
     mu_.AwaitWithDeadline(absl::Condition(&work), deadline);
-    if (stopping_) break;
-    if (!dead_.empty()) {
+    if (stopping_ && !sending_) break;
+    if (!dead_.empty() && !sending_) {
       auto dead = std::move(dead_);
       dead_.clear();
       mu_.Unlock();
@@ -216,7 +218,7 @@ void Nvlog::WorkerLoop() {
       mu_.Lock();
       continue;
     }
-    if (CanSendLocked()) SendBatchLocked();
+    SendBatchesLocked(current_session_);
   }
 
   // Shutting down: forget the session, fail what still waits for it.
@@ -334,16 +336,22 @@ OutgoingBatch Nvlog::BuildBatchLocked() {
   return out;
 }
 
-void Nvlog::SendBatchLocked() {
-  OutgoingBatch batch = BuildBatchLocked();
-  in_flight_.push_back(absl::Now());
-  stats_.batches_sent++;
-  stats_.entries_sent += batch.batch.records_size();
-  // Only this thread destroys sessions, so s outlives the call.
-  MirrorTransport::Session* s = session_.get();
-  mu_.Unlock();
-  s->Send(std::move(batch));
-  mu_.Lock();
+void Nvlog::SendBatchesLocked(uint64_t session) {
+  if (sending_) return;  // that thread sends what is ready now too
+  sending_ = true;
+  while (current_session_ == session && CanSendLocked()) {
+    OutgoingBatch batch = BuildBatchLocked();
+    in_flight_.push_back(absl::Now());
+    stats_.batches_sent++;
+    stats_.entries_sent += batch.batch.records_size();
+    // s outlives the call: only the worker destroys sessions, and not while
+    // sending_.
+    MirrorTransport::Session* s = session_.get();
+    mu_.Unlock();
+    s->Send(std::move(batch));
+    mu_.Lock();
+  }
+  sending_ = false;
 }
 
 // ---------------------------------------------------------------------------
@@ -382,6 +390,9 @@ void Nvlog::OnAck(uint64_t session, const interconnect::NvlogAck& ack) {
         mode_ = Mode::kMirrored;
         stats_.resyncs_completed++;
       }
+      // The commit marks this ack made due, and what was appended while the
+      // batch was in flight, leave from here: no hand-off to the worker.
+      SendBatchesLocked(session);
     }
   }
   // Safe outside mu_: the session cannot be destroyed while one of its
