@@ -68,14 +68,13 @@ absl::StatusOr<uint64_t> Nvlog::Append(uint64_t lun, uint64_t lba,
   bool complete_now = false;
   {
     absl::MutexLock l(&mu_);
-    auto room = [this, &data]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ || bytes_ + data.size() <= options_.max_bytes;
-    };
-    if (!room()) {
-      stats_.append_waits++;
-      mu_.Await(absl::Condition(&room));
-    }
     if (stopping_) return absl::UnavailableError("NVLOG is shutting down");
+    // Never blocks (the caller may be the iSCSI loop or the interconnect's
+    // polling thread): an entry beyond the mirror window waits in the log,
+    // unsent, and its write waits for the mirror like any other.
+    if (mode_ != Mode::kUnmirrored && bytes_ + data.size() > options_.max_bytes) {
+      stats_.append_waits++;
+    }
     seq = next_seq_++;
     Logged& logged = log_.emplace_back();
     NvlogEntry& e = logged.entry;
@@ -119,6 +118,9 @@ absl::Status Nvlog::Retire(uint64_t sequence) {
   // contiguous prefix), so both ends hold the same bytes.
   while (!log_.empty() && log_.front().entry.retired) {
     bytes_ -= log_.front().data->size();
+    if (log_.front().entry.sequence < send_next_) {
+      window_bytes_ -= log_.front().data->size();
+    }
     log_.pop_front();
     retired_through_++;
   }
@@ -174,9 +176,15 @@ bool Nvlog::CanSendLocked() const {
   if (in_flight_.size() >= static_cast<size_t>(options_.max_batches_in_flight)) {
     return false;
   }
-  return std::max(send_next_, retired_through_ + 1) < next_seq_ ||
+  const uint64_t next = std::max(send_next_, retired_through_ + 1);
+  return (next < next_seq_ && FitsWindowLocked(next)) ||
          std::min(commit_through_, send_next_ - 1) > sent_commit_ ||
          retired_through_ > sent_retire_;
+}
+
+bool Nvlog::FitsWindowLocked(uint64_t sequence) const {
+  const size_t size = log_[sequence - retired_through_ - 1].data->size();
+  return window_bytes_ == 0 || window_bytes_ + size <= options_.max_bytes;
 }
 
 void Nvlog::WorkerLoop() {
@@ -252,6 +260,7 @@ void Nvlog::OpenSessionLocked() {
   closing_ = false;
   in_flight_.clear();
   send_next_ = retired_through_ + 1;
+  window_bytes_ = 0;
   sent_retire_ = retired_through_;
   sent_commit_ = commit_through_;
   acked_held_ = retired_through_;
@@ -314,6 +323,8 @@ OutgoingBatch Nvlog::BuildBatchLocked() {
         bytes + logged.data->size() > options_.max_batch_bytes) {
       break;
     }
+    // The partner holds at most max_bytes: the rest waits for retirement.
+    if (!FitsWindowLocked(send_next_)) break;
     interconnect::NvlogRecord* r = batch.add_records();
     r->set_sequence(e.sequence);
     r->set_lun(e.lun);
@@ -325,6 +336,7 @@ OutgoingBatch Nvlog::BuildBatchLocked() {
     if (e.fua) flags |= interconnect::NVLOG_RECORD_FUA;
     r->set_flags(flags);
     bytes += logged.data->size();
+    window_bytes_ += logged.data->size();
     send_next_++;
   }
   // Commit marks never run ahead of what the partner was sent.

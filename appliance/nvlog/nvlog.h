@@ -14,10 +14,16 @@
 // wire; entries appended meanwhile, and commit and retire marks, gather into
 // the next batch, so many concurrent writes share one round trip.
 //
-// Memory is bounded: entries stay until retired (Retire(seq) after the data
-// is on stable storage) and are freed in sequence order. When the log holds
-// Options::max_bytes, Append blocks until retirement makes room: a full log
-// slows writes down and never drops them.
+// The partner's memory is bounded: entries stay until retired (Retire(seq)
+// after the data is on stable storage) and are freed in sequence order, here
+// and (through retire marks) on the partner, which is sent at most
+// Options::max_bytes of unretired entries (the mirror window). Entries
+// appended beyond it wait in the log, unsent, until retirement makes room;
+// their writes wait for the mirror like any other. Append never blocks: its
+// callers are event loops (the iSCSI loop, the interconnect's polling thread),
+// and a full window must slow writes down, not stall every other command (or
+// the interconnect's keepalives) behind a flush. What the log holds beyond
+// the window is bounded by what the hosts have outstanding.
 //
 // Link failure: when the session breaks (stream error, ack_timeout, partner
 // unreachable), the log turns unmirrored: waiting appends and every new one
@@ -77,9 +83,10 @@ class Nvlog {
   struct Options {
     // This node's name (sent to the partner with each resync).
     std::string node_name;
-    // Data bytes the log may hold (entries not yet retired, counted from the
-    // oldest unretired one). Append blocks while a new entry would exceed it.
-    // The partner's NvlogReplica::Options::max_bytes must be at least this.
+    // Data bytes of unretired entries the partner may hold (the mirror
+    // window, counted from the oldest unretired one); entries beyond wait,
+    // unsent. The partner's NvlogReplica::Options::max_bytes must be at least
+    // this. A single entry larger than this is refused.
     size_t max_bytes = 64u * 1024 * 1024;
     // Most entries / data bytes in one batch (a single larger entry still
     // goes, alone). Keep max_batch_bytes well under the interconnect's
@@ -106,7 +113,7 @@ class Nvlog {
     uint64_t appends = 0;
     uint64_t mirrored_appends = 0;    // completed with mirrored == true
     uint64_t unmirrored_appends = 0;  // completed with mirrored == false
-    uint64_t append_waits = 0;        // appends that waited for room
+    uint64_t append_waits = 0;        // appends that found the window full
     uint64_t retired = 0;
     uint64_t batches_sent = 0;        // round trips
     uint64_t entries_sent = 0;        // including resends
@@ -133,8 +140,8 @@ class Nvlog {
   Nvlog& operator=(const Nvlog&) = delete;
 
   // Logs a write of block_count blocks at lba of lun (data: whole blocks of
-  // 512 or 4096 bytes) and returns its sequence number. Blocks while the log
-  // is full. done runs as described above (possibly before Append returns,
+  // 512 or 4096 bytes) and returns its sequence number; never blocks (a full
+  // window delays done). done runs as described above (possibly before Append returns,
   // when unmirrored). kInvalidArgument for a malformed write or one larger
   // than max_bytes (done is not called); kUnavailable when shutting down.
   absl::StatusOr<uint64_t> Append(uint64_t lun, uint64_t lba,
@@ -174,6 +181,9 @@ class Nvlog {
   // that finds another sending returns, so batches leave in the order built.
   void SendBatchesLocked(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool CanSendLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether held entry sequence (not yet sent) fits the mirror window.
+  bool FitsWindowLocked(uint64_t sequence) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   OutgoingBatch BuildBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void OnAck(uint64_t session, const interconnect::NvlogAck& ack);
@@ -216,6 +226,9 @@ class Nvlog {
   bool closing_ ABSL_GUARDED_BY(mu_) = false;  // Close() requested
   bool sending_ ABSL_GUARDED_BY(mu_) = false;  // SendBatchesLocked runs
   uint64_t send_next_ ABSL_GUARDED_BY(mu_) = 1;
+  // Data bytes of the held entries below send_next_: what the partner holds
+  // once it has the latest retire mark.
+  size_t window_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_commit_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_retire_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_held_ ABSL_GUARDED_BY(mu_) = 0;
