@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -122,6 +123,24 @@ class FieldReader {
     return absl::OkStatus();
   }
 
+  // Appends the next n bytes of the input to out (n already checked against
+  // what is left by ReadLength).
+  absl::Status AppendRaw(uint32_t n, std::vector<uint8_t>* out) {
+    while (n > 0) {
+      const void* data = nullptr;
+      int size = 0;
+      if (!in_.GetDirectBufferPointer(&data, &size) || size <= 0) {
+        return Malformed("payload", "truncated");
+      }
+      const uint32_t take = std::min(n, static_cast<uint32_t>(size));
+      const auto* bytes = static_cast<const uint8_t*>(data);
+      out->insert(out->end(), bytes, bytes + take);
+      if (!in_.Skip(static_cast<int>(take))) return Malformed("payload", "truncated");
+      n -= take;
+    }
+    return absl::OkStatus();
+  }
+
   bool AtEnd() const {
     return static_cast<size_t>(in_.CurrentPosition()) == total_;
   }
@@ -154,11 +173,11 @@ absl::Status DecodeBatchItems(
     if (absl::Status s = reader.ReadLength(max_payload, "payload", &n); !s.ok()) {
       return s;
     }
-    payload->resize(n);
-    if (n > 0 && !reader.in().ReadRaw(payload->data(), static_cast<int>(n))) {
-      return Malformed("payload", "truncated");
-    }
-    return absl::OkStatus();
+    // Appended from gRPC's slices into reserved room: a resize would first
+    // zero-fill the whole payload only for the copy to overwrite it.
+    payload->clear();
+    payload->reserve(n);
+    return reader.AppendRaw(n, payload);
   };
   // The sub-message: its other fields are copied to sub, then sub goes into
   // rest as one occurrence of the field.
