@@ -7,9 +7,7 @@ namespace interconnect {
 
 using google::protobuf::internal::WireFormatLite;
 
-uint32_t LengthDelimitedTag(int field) {
-  return WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-}
+namespace {
 
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -21,6 +19,28 @@ void AppendVarint(uint64_t v, std::string* out) {
 
 size_t VarintSize(uint64_t v) {
   return google::protobuf::io::CodedOutputStream::VarintSize64(v);
+}
+
+}  // namespace
+
+uint32_t LengthDelimitedTag(int field) {
+  return WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+}
+
+size_t LengthDelimitedSize(int field, size_t length) {
+  return VarintSize(LengthDelimitedTag(field)) + VarintSize(length) + length;
+}
+
+void AppendFieldHead(int field, size_t length, std::string* out) {
+  AppendVarint(LengthDelimitedTag(field), out);
+  AppendVarint(length, out);
+}
+
+void AppendMessage(const google::protobuf::MessageLite& message, size_t bytes,
+                   std::string* out) {
+  const size_t at = out->size();
+  out->resize(at + bytes);
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&(*out)[at]));
 }
 
 void SliceBuilder::FlushHeads() {

@@ -15,17 +15,27 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 
 namespace interconnect {
 
+// Protobuf encoding pieces for messages written by hand around payloads
+// that travel as slices of their own.
+//
 // The protobuf tag of a length-delimited field.
 uint32_t LengthDelimitedTag(int field);
-// Appends v as a protobuf varint.
-void AppendVarint(uint64_t v, std::string* out);
-// Bytes of v as a protobuf varint.
-size_t VarintSize(uint64_t v);
+// Bytes of a length-delimited field whose content is length bytes (tag,
+// length, content).
+size_t LengthDelimitedSize(int field, size_t length);
+// Appends a length-delimited field's tag and length; its content follows.
+void AppendFieldHead(int field, size_t length, std::string* out);
+// Appends message's encoding. bytes is message.ByteSizeLong(), computed by
+// the caller for the enclosing length (the serialization reuses the sizes it
+// cached, so the message is sized once).
+void AppendMessage(const google::protobuf::MessageLite& message, size_t bytes,
+                   std::string* out);
 
 // A slice over [data, data + size) that keeps owner (moved in) until gRPC
 // releases the slice.

@@ -21,9 +21,7 @@ using google::protobuf::io::StringOutputStream;
 
 constexpr int kItemsField = 1;  // EnvelopeBatch.items, CompletionBatch.items
 
-using interconnect::AppendVarint;
 using interconnect::LengthDelimitedTag;
-using interconnect::VarintSize;
 
 absl::Status Malformed(const char* what, const char* how) {
   return absl::InvalidArgumentError(
@@ -35,27 +33,21 @@ absl::Status Malformed(const char* what, const char* how) {
 WireItem EncodeItem(const google::protobuf::MessageLite& message,
                     PayloadField field, std::vector<uint8_t> payload) {
   WireItem item;
-  // Sizes once (the serialization below uses the cached sizes).
+  // Sizes once (AppendMessage reuses the cached sizes).
   const size_t message_bytes = message.ByteSizeLong();
-  const uint32_t sub_tag = LengthDelimitedTag(field.message_field);
-  const uint32_t payload_tag = LengthDelimitedTag(field.payload_field);
   const size_t sub_bytes =
-      VarintSize(payload_tag) + VarintSize(payload.size()) + payload.size();
+      interconnect::LengthDelimitedSize(field.payload_field, payload.size());
   const size_t item_bytes =
       message_bytes +
-      (payload.empty() ? 0 : VarintSize(sub_tag) + VarintSize(sub_bytes) + sub_bytes);
+      (payload.empty() ? 0
+                       : interconnect::LengthDelimitedSize(field.message_field, sub_bytes));
   std::string& head = item.head;
-  AppendVarint(LengthDelimitedTag(kItemsField), &head);
-  AppendVarint(item_bytes, &head);
-  const size_t at = head.size();
-  head.resize(at + message_bytes);
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&head[at]));
+  interconnect::AppendFieldHead(kItemsField, item_bytes, &head);
+  interconnect::AppendMessage(message, message_bytes, &head);
   // An empty payload is left out (proto3 leaves empty bytes out too).
   if (payload.empty()) return item;
-  AppendVarint(sub_tag, &head);
-  AppendVarint(sub_bytes, &head);
-  AppendVarint(payload_tag, &head);
-  AppendVarint(payload.size(), &head);
+  interconnect::AppendFieldHead(field.message_field, sub_bytes, &head);
+  interconnect::AppendFieldHead(field.payload_field, payload.size(), &head);
   item.payload = std::move(payload);
   return item;
 }

@@ -35,30 +35,20 @@ grpc::ByteBuffer EncodeMirrorBatch(const OutgoingBatch& out) {
   if (batch.has_commit()) *marks.mutable_commit() = batch.commit();
   if (batch.has_retire()) *marks.mutable_retire() = batch.retire();
   message.Append(marks.SerializeAsString());
-  const uint32_t record_tag = interconnect::LengthDelimitedTag(kRecordsField);
-  const uint32_t data_tag = interconnect::LengthDelimitedTag(kDataField);
   std::string head;
   for (int i = 0; i < batch.records_size(); ++i) {
     const interconnect::NvlogRecord& record = batch.records(i);
     const std::string* data =
         static_cast<size_t>(i) < out.data.size() ? out.data[i].get() : nullptr;
     const size_t data_bytes = data != nullptr ? data->size() : 0;
-    // Sizes once (the serialization below uses the cached sizes).
+    // Sizes once (AppendMessage reuses the cached sizes).
     const size_t record_bytes = record.ByteSizeLong();
     const size_t data_field =
-        data_bytes == 0 ? 0
-                        : interconnect::VarintSize(data_tag) +
-                              interconnect::VarintSize(data_bytes) + data_bytes;
+        data_bytes == 0 ? 0 : interconnect::LengthDelimitedSize(kDataField, data_bytes);
     head.clear();
-    interconnect::AppendVarint(record_tag, &head);
-    interconnect::AppendVarint(record_bytes + data_field, &head);
-    const size_t at = head.size();
-    head.resize(at + record_bytes);
-    record.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&head[at]));
-    if (data_bytes > 0) {
-      interconnect::AppendVarint(data_tag, &head);
-      interconnect::AppendVarint(data_bytes, &head);
-    }
+    interconnect::AppendFieldHead(kRecordsField, record_bytes + data_field, &head);
+    interconnect::AppendMessage(record, record_bytes, &head);
+    if (data_bytes > 0) interconnect::AppendFieldHead(kDataField, data_bytes, &head);
     message.Append(head);
     if (data_bytes > 0) message.AppendShared(out.data[i], data->data(), data_bytes);
   }

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "interconnect/server.h"
 #include "interconnect/tls.h"
+#include "tests/interconnect/byte_buffers.h"
 #include "tests/interconnect/test_pki.h"
 #include "tests/nvlog/test_util.h"
 
@@ -247,14 +248,12 @@ TEST(NvlogGrpcTest, EncodedBatchIsTheProtobufMessageAndSharesLargeData) {
     std::vector<grpc::Slice> slices;
     ASSERT_TRUE(message.Dump(&slices).ok());
     bool shared = false;
-    std::string bytes;
     for (const grpc::Slice& slice : slices) {
       shared |= slice.begin() == reinterpret_cast<const uint8_t*>(large->data());
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
     }
     EXPECT_TRUE(shared) << "the 1 MiB record's data was copied";
     interconnect::NvlogBatch parsed;
-    ASSERT_TRUE(parsed.ParseFromString(bytes));
+    ASSERT_TRUE(parsed.ParseFromString(interconnect_test::Flatten(message)));
     EXPECT_EQ(parsed.SerializeAsString(), whole.SerializeAsString());
     ASSERT_EQ(parsed.records_size(), 5);
     EXPECT_EQ(parsed.records(3).data(), *large);
@@ -270,15 +269,8 @@ TEST(NvlogGrpcTest, EncodedBatchIsTheProtobufMessageAndSharesLargeData) {
   interconnect::NvlogRecord* inline_record = marks.batch.add_records();
   inline_record->set_sequence(5);
   inline_record->set_data(std::string(512, 'q'));
-  grpc::ByteBuffer message = EncodeMirrorBatch(marks);
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(message.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
   interconnect::NvlogBatch parsed;
-  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  ASSERT_TRUE(parsed.ParseFromString(interconnect_test::Flatten(EncodeMirrorBatch(marks))));
   EXPECT_EQ(parsed.SerializeAsString(), marks.batch.SerializeAsString());
 }
 

@@ -10,9 +10,12 @@
 
 #include "gtest/gtest.h"
 #include "interconnect/proxy.pb.h"
+#include "tests/interconnect/byte_buffers.h"
 
 namespace vadapter {
 namespace {
+
+using interconnect_test::Flatten;
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
@@ -22,16 +25,6 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 
 std::string Bytes(const std::vector<uint8_t>& v) {
   return std::string(v.begin(), v.end());
-}
-
-std::string Flatten(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  EXPECT_TRUE(buffer.Dump(&slices).ok());
-  std::string out;
-  for (const grpc::Slice& s : slices) {
-    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  return out;
 }
 
 // bytes as gRPC might deliver them: cut into slices of slice_bytes.

@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "interconnect/proxy.pb.h"
+#include "tests/interconnect/byte_buffers.h"
 #include "vadapter/wire.h"
 
 namespace vadapter {
@@ -23,15 +24,8 @@ WireItem Item(uint64_t id, size_t data_bytes = 0) {
 
 // The request ids of a batch, read back from the stream message it makes.
 std::vector<uint64_t> Ids(WireBatch& b) {
-  grpc::ByteBuffer message = b.Seal();
-  std::vector<grpc::Slice> slices;
-  EXPECT_TRUE(message.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& s : slices) {
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
   interconnect::EnvelopeBatch parsed;
-  EXPECT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_TRUE(parsed.ParseFromString(interconnect_test::Flatten(b.Seal())));
   std::vector<uint64_t> ids;
   for (const auto& e : parsed.items()) ids.push_back(e.request_id());
   return ids;
